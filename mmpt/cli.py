@@ -1,0 +1,87 @@
+"""`mmpt ...`: one command per verb; each verb lives next to the code it drives and is imported on use."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from mmpt.errors import MmptError
+
+# verb -> "module:attribute" of its click command; imported only when the verb runs, so `mmpt --help` is quick.
+VERBS: dict[str, str] = {
+    "demo": "mmpt.demo:demo_command",
+    "ingest": "mmpt.store.commands:ingest_command",
+    "data": "mmpt.store.commands:data_group",
+    "pretrain": "mmpt.train.commands:pretrain_command",
+    "finetune": "mmpt.train.commands:finetune_command",
+    "sweep": "mmpt.train.commands:sweep_command",
+    "eval": "mmpt.eval.commands:eval_command",
+    "embed": "mmpt.embed.commands:embed_command",
+    "search": "mmpt.embed.commands:search_command",
+    "project": "mmpt.embed.commands:project_command",
+}
+
+HELP = {
+    "demo": "Build the demo dataset, pretrain the tiny model on it, evaluate and report.",
+    "ingest": "Turn a manifest, folder tree or table into an mmpt Lance dataset.",
+    "data": "Inspect a dataset (data info).",
+    "pretrain": "Pretrain a contrastive text-image-audio model from a Lance dataset.",
+    "finetune": "Fine-tune pretrained weights (contrastive or classification).",
+    "sweep": "Grid or random search over fine-tuning hyperparameters.",
+    "eval": "Evaluate a run: zero-shot, retrieval, label match, probes.",
+    "embed": "Write embedding columns into the dataset or export them.",
+    "search": "Nearest-neighbour search across modalities.",
+    "project": "2-D projections (PCA, UMAP, t-SNE) and clusters of embeddings.",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported the first time they are used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = VERBS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            # A verb whose module is missing is listed but says why it cannot run.
+            @click.command(name=name, help=HELP.get(name, ""))
+            def unavailable() -> None:
+                raise MmptError(f"'mmpt {name}' is not available: {exc}")
+
+            return unavailable
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, HELP.get(name, "")) for name in VERBS])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmpt")
+def cli() -> None:
+    """mmpt: contrastive text-image-audio pretraining on a Lance dataset store."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors become one line on stderr and exit status 1."""
+    try:
+        cli.main(args=argv, prog_name="mmpt", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except MmptError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
