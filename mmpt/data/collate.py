@@ -1,0 +1,20 @@
+"""Stack per-row values of one modality into a zero-filled tensor plus its presence mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def stack_with_mask(
+    values: Sequence[torch.Tensor | None], shape: tuple[int, ...], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensor [B, *shape] holding each present value (zeros where None) and a Bool[B] mask of presence."""
+    out = torch.zeros((len(values), *shape), dtype=dtype)
+    mask = torch.zeros(len(values), dtype=torch.bool)
+    for i, value in enumerate(values):
+        if value is not None:
+            out[i] = value
+            mask[i] = True
+    return out, mask

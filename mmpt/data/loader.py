@@ -1,0 +1,187 @@
+"""build_loader: the training/eval batch stream over one split of a pinned Lance dataset version."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import lance
+import torch
+from torch.utils.data import DataLoader
+
+from mmpt.data.reader import FAILURES, LanceBatchReader
+from mmpt.data.sampler import ShardedBatchSampler, split_positions
+from mmpt.errors import DataError
+from mmpt.models.spec import InputSpec
+from mmpt.store.schema import MODALITIES
+
+log = logging.getLogger(__name__)
+
+
+def _whole_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """collate_fn: the reader already returns a finished batch (module-level so workers can unpickle it)."""
+    return batch
+
+
+class BatchLoader:
+    """Iterable over batch dicts for one rank; `set_epoch` reshuffles, `set_start_batch` resumes mid-epoch."""
+
+    def __init__(
+        self, reader: LanceBatchReader, sampler: ShardedBatchSampler, *, num_workers: int = 0
+    ) -> None:
+        self.reader, self.sampler, self.num_workers = reader, sampler, num_workers
+        self.decode_failures: Counter[str] = Counter()  # modality -> rows whose blob failed to decode
+        self._loader: DataLoader | None = None
+        self._start_batch = 0
+
+    @property
+    def num_rows(self) -> int:
+        """Rows in the split (before truncation or padding)."""
+        return len(self.sampler.positions)
+
+    @property
+    def batch_size(self) -> int:
+        return self.sampler.batch_size
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    def __len__(self) -> int:
+        """Batches per rank per epoch (the same on every rank)."""
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffle (seeded by (seed, epoch)) and augmentation the next pass uses."""
+        self.sampler.set_epoch(epoch)
+
+    def set_start_batch(self, k: int) -> None:
+        """Make the next iteration skip the first k batches of the epoch without reading them (resume)."""
+        if not 0 <= k <= len(self):
+            raise DataError(f"start batch {k} is outside the epoch's {len(self)} batches")
+        self._start_batch = k
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._loader is None:
+            self._loader = self._build()
+        self.sampler.start_batch, self._start_batch = self._start_batch, 0
+        try:
+            batches = iter(self._loader)  # the sampler's items are snapshot here
+        finally:
+            self.sampler.start_batch = 0
+        return self._count_failures(batches)
+
+    def _count_failures(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for batch in batches:
+            for modality, row_id, reason in batch.pop(FAILURES, ()):
+                if not self.decode_failures[modality]:
+                    log.warning(
+                        "%s of row %r failed to decode (%s); marked missing, further failures are counted "
+                        "in BatchLoader.decode_failures",
+                        modality,
+                        row_id,
+                        reason,
+                    )
+                self.decode_failures[modality] += 1
+            yield batch
+
+    def _build(self) -> DataLoader:
+        workers = self.num_workers > 0
+        return DataLoader(
+            self.reader,
+            batch_size=None,
+            sampler=self.sampler,
+            collate_fn=_whole_batch,
+            num_workers=self.num_workers,
+            multiprocessing_context="forkserver" if workers else None,
+            persistent_workers=workers,
+            prefetch_factor=2 if workers else None,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def close(self) -> None:
+        """Shut the persistent workers down (they also go when the loader is garbage-collected)."""
+        loader, self._loader = self._loader, None
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+    def __enter__(self) -> BatchLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_loader(
+    dataset: lance.LanceDataset | str,
+    spec: InputSpec,
+    modalities: tuple[str, ...] | list[str],
+    split: str | None,
+    batch_size: int,
+    *,
+    train: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    drop_last: bool | None = None,
+    image_augment: bool | dict[str, Any] = False,
+    verify_sha256: bool = False,
+    storage_options: dict[str, str] | None = None,
+) -> BatchLoader:
+    """Batches of `split` for one rank: shuffled per epoch and augmented when `train`, in order otherwise.
+
+    `dataset` is a LanceDataset already checked out at the version to train on (or a URI, pinned to its
+    latest version now); workers reopen that exact version. `drop_last` defaults to `train`.
+    """
+    ds = _open(dataset, storage_options)
+    modalities = tuple(modalities)
+    _check_modalities(ds, modalities)
+    sampler = ShardedBatchSampler(
+        split_positions(ds, split),
+        batch_size,
+        shuffle=train,
+        drop_last=train if drop_last is None else drop_last,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        split=split,
+    )
+    reader = LanceBatchReader(
+        ds.uri,
+        ds.version,
+        spec,
+        modalities,
+        train=train,
+        seed=seed,
+        image_augment=image_augment,
+        verify_sha256=verify_sha256,
+        storage_options=storage_options,
+        dataset=ds,
+    )
+    return BatchLoader(reader, sampler, num_workers=num_workers)
+
+
+def _open(dataset: Any, storage_options: dict[str, str] | None) -> lance.LanceDataset:
+    if isinstance(dataset, lance.LanceDataset):
+        return dataset
+    if hasattr(dataset, "lance"):  # mmpt.store.dataset.MmptDataset
+        return dataset.lance
+    try:
+        return lance.dataset(str(dataset), storage_options=storage_options)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cannot open Lance dataset {str(dataset)!r}: {exc}") from exc
+
+
+def _check_modalities(ds: lance.LanceDataset, modalities: tuple[str, ...]) -> None:
+    if not modalities:
+        raise DataError(f"no modalities requested; choose from {', '.join(MODALITIES)}")
+    names = set(ds.schema.names)
+    for modality in modalities:
+        if modality not in MODALITIES:
+            raise DataError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+        if modality not in names or ds.count_rows(filter=f"{modality} IS NOT NULL") == 0:
+            raise DataError(f"the dataset has no {modality} values (requested modality {modality!r})")
