@@ -53,7 +53,7 @@ def zero_shot(
     """Classify embeddings [N, D] against class text embeddings [C, D]; metrics as in `classification_metrics`.
 
     Rows labelled None are ignored; rows whose label is not a class name are counted under
-    `unknown_labels` and ignored. Scores are softmax(logit_scale * cosine) (ROC AUC uses them).
+    `unknown_labels` and ignored; fewer than two classes raise DataError. Scores are softmax(logit_scale * cosine) (ROC AUC uses them).
     """
     emb = np.asarray(emb, dtype=np.float32)
     class_text_emb = np.asarray(class_text_emb, dtype=np.float32)
@@ -66,6 +66,8 @@ def zero_shot(
         )
     if len(set(class_names)) != len(class_names):
         raise ValueError("class_names has duplicates")
+    if len(class_names) < 2:
+        raise DataError(f"zero-shot needs at least two class names, got {class_names}")
     known = set(class_names)
     keep = [i for i, label in enumerate(labels) if label is not None and label in known]
     unknown = Counter(label for label in labels if label is not None and label not in known)
