@@ -15,7 +15,7 @@ from mmpt.data.collate import stack_with_mask
 from mmpt.data.sampler import ShardedBatchSampler
 from mmpt.data.seeding import private_rng, reseed, row_seeds
 from mmpt.data.transforms import build_image_transform, decode_image
-from mmpt.errors import DataError
+from mmpt.errors import ConfigError, DataError
 from mmpt.models.spec import InputSpec
 
 
@@ -79,6 +79,8 @@ def test_image_transform_eval_and_seeded_augmentation() -> None:
             reseed(seed)
             outs.append(train_t(image))
     assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+    with pytest.raises(ConfigError, match="re_prob"):
+        build_image_transform(spec, {"re_prob": 0.5})
     before = torch.get_rng_state()
     with private_rng():
         reseed(3)
