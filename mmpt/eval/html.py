@@ -45,6 +45,11 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+def _short(name: str, limit: int = 22) -> str:
+    """A legend label cut from the left, where dotted metric names differ least."""
+    return name if len(name) <= limit else "…" + name[-(limit - 1) :]
+
+
 def _range(values: list[float], fixed: tuple[float, float] | None) -> tuple[float, float]:
     if fixed is not None:
         return fixed
@@ -71,14 +76,14 @@ def svg_line_chart(
     xlim: tuple[float, float] | None = None,
     ylim: tuple[float, float] | None = None,
     diagonal: bool = False,
-    width: int = 560,
+    width: int = 580,
     height: int = 320,
 ) -> str:
     """Lines with axes, ticks and a legend on the right, as an SVG document."""
     lines = [(name, _thin(xs, ys)) for name, xs, ys in series[:MAX_SERIES]]
     x0, x1 = _range([x for _, pts in lines for x, _ in pts], xlim)
     y0, y1 = _range([y for _, pts in lines for _, y in pts], ylim)
-    left, right, top, bottom = 58, 150, 28, 44
+    left, right, top, bottom = 58, 175, 28, 44
     pw, ph = width - left - right, height - top - bottom
 
     def px(x: float) -> float:
@@ -111,12 +116,14 @@ def svg_line_chart(
         colour = COLOURS[i % len(COLOURS)]
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+        if len(pts) <= 30:  # few points (e.g. validation every epoch): mark them so a single one shows
+            out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.5" fill="{colour}"/>' for x, y in pts]
         ly = top + 8 + i * 16
         out.append(
             f'<line x1="{left + pw + 10}" y1="{ly}" x2="{left + pw + 26}" y2="{ly}" stroke="{colour}" '
             'stroke-width="2"/>'
         )
-        out.append(f'<text x="{left + pw + 30}" y="{ly + 4}">{escape(name[:20])}</text>')
+        out.append(f'<text x="{left + pw + 30}" y="{ly + 4}">{escape(_short(name))}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -128,11 +135,11 @@ def svg_heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], *, title
     show_labels, show_counts = n <= 40, n <= 15
     margin = 110 if show_labels else 30
     size = n * cell
-    width, height = margin + size + 20, 30 + size + margin
+    width, height = max(margin + size + 20, 7 * len(title) + 20), 30 + size + margin
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         f'font-size="10"><rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{margin + size / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{escape(title)}</text>',
     ]
     for i, row in enumerate(matrix):
         total = sum(row) or 1
