@@ -107,6 +107,12 @@ def _templates(prompt: Prompt, modality: str) -> str | Sequence[str]:
     return prompt.get(modality, DEFAULT_PROMPT) if isinstance(prompt, Mapping) else prompt
 
 
+def _prompt_meta(prompt: Prompt) -> str | list[str] | dict:
+    if isinstance(prompt, str):
+        return prompt
+    return dict(prompt) if isinstance(prompt, Mapping) else list(prompt)
+
+
 def evaluate_embeddings(
     embs: Embeddings,
     class_text_emb_fn: Callable[[list[str]], np.ndarray] | None = None,
@@ -119,10 +125,11 @@ def evaluate_embeddings(
 ) -> dict:
     """Run everything applicable to one split's embeddings and return the report.
 
-    Zero-shot for image/audio when `class_text_emb_fn` (encodes prompt texts into [C, D]) is given and the
-    rows have labels; retrieval for every ordered pair of present modalities; label match for every
-    ordered pair with labels (a same-modality pair never matches a row with itself); a linear probe per
-    modality present in `probe_train`. Class names default to the sorted labels of `embs`. What cannot be
+    Zero-shot for image/audio when `class_text_emb_fn` is given and the rows have labels: it encodes the
+    prompt texts (`prompt` filled with each class name; with the default "{label}" the bare class names,
+    so a function that fills its own template works too) into [C, D]. Retrieval for every ordered pair of
+    present modalities; label match for every ordered pair with labels (a same-modality pair never matches
+    a row with itself); a linear probe per modality present in `probe_train`. Class names default to the sorted labels of `embs`. What cannot be
     computed is listed in meta["skipped"] with the reason instead of failing the whole report.
     """
     started = time.perf_counter()
@@ -180,9 +187,7 @@ def evaluate_embeddings(
         )
 
     info = {
-        "prompt": prompt
-        if isinstance(prompt, str)
-        else (dict(prompt) if isinstance(prompt, Mapping) else list(prompt)),
+        "prompt": _prompt_meta(prompt) if class_text_emb_fn is not None else None,
         "modalities": modalities,
         "n_rows": {m: len(embs[m][0]) for m in modalities},
         "n_train_rows": {m: len(probe_train[m][0]) for m in probe_train or {}},
