@@ -128,3 +128,18 @@ def test_format_report_has_one_line_per_figure():
     assert "zero-shot     image" in text and "acc 1.000" in text
     assert "retrieval     image_to_text  R@1 1.000" in text
     assert "label match   text_to_image" in text
+
+
+def test_prompts_per_modality_are_encoded_once_each():
+    seen: list[str] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return unit(np.stack([np.eye(3, 16)[LABELS.index(t.split(" of a ")[-1])] for t in texts]))
+
+    prompts = {"image": "a photo of a {label}", "audio": "the sound of a {label}"}
+    report = evaluate_embeddings(split_embeddings(["image", "text", "audio"]), encode, prompt=prompts)
+    assert sorted(seen) == sorted(
+        [f"a photo of a {x}" for x in LABELS] + [f"the sound of a {x}" for x in LABELS]
+    )
+    assert report["zero_shot"]["audio"]["accuracy"] == 1.0 and report["meta"]["prompt"] == prompts
