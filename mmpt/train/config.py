@@ -1,0 +1,152 @@
+"""Run configuration as plain data: data, model and train sections, read from and written to TOML."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from mmpt.errors import ConfigError
+from mmpt.models.config import ModelConfig
+
+PAIRS: tuple[str, ...] = ("image-text", "audio-text", "image-audio")
+
+
+@dataclass
+class DataConfig:
+    """Where the examples come from: a Lance dataset pinned to one version, and its splits."""
+
+    dataset: str = ""
+    version: int = 0  # 0: the latest version, resolved and written back when the run starts
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    num_workers: int = 2
+    image_augment: bool = False
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """How to optimise: contrastive pairs and loss, optimiser, schedule, precision, logging and checkpoints."""
+
+    pairs: list[str] = field(default_factory=lambda: list(PAIRS))
+    pair_weights: dict[str, float] = field(default_factory=dict)
+    loss: str = "clip"  # clip (symmetric InfoNCE) or siglip
+    epochs: int = 10
+    max_steps: int = 0  # 0: epochs decide
+    batch_size: int = 64  # per rank; the global batch is batch_size x world size
+    accum_steps: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-6
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
+    compile: bool = False
+    grad_checkpointing: bool = False
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda
+    log_every: int = 10
+    val_every: int = 0  # steps between validations; 0: at the end of each epoch
+    ckpt_every: int = 200  # steps between checkpoints; one is always written at the end
+    keep_checkpoints: int = 3
+    max_bad_steps: int = 5  # stop after this many non-finite losses in a row
+    eval_after: bool = True  # run the evaluation report on the test split when training ends
+    early_stop_metric: str = ""  # a validation metric name (e.g. val_loss, val_zero_shot_accuracy); "" disables
+    early_stop_mode: str = "min"  # min or max
+    early_stop_patience: int = 0  # validations without improvement before stopping; 0: never stop early
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to reproduce a run; written to RUN/config.toml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        unknown = set(d) - {"data", "model", "train"}
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected data, model, train")
+        return cls(
+            data=_dataclass_from(DataConfig, d.get("data", {}), "data"),
+            model=ModelConfig.from_dict(d.get("model", {})),
+            train=_dataclass_from(TrainConfig, d.get("train", {}), "train"),
+        )
+
+
+def _dataclass_from(cls: type, values: dict[str, Any], section: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{section}]; known: {', '.join(sorted(names))}")
+    return cls(**values)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run config from TOML; missing keys take their defaults, unknown keys are an error."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        return RunConfig.from_dict(tomllib.loads(p.read_text()))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as TOML (temp file + rename)."""
+    p = Path(path)
+    tmp = p.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(cfg.to_dict()))
+    tmp.replace(p)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply `section.key=value` (value in TOML syntax, bare strings allowed), e.g. `train.lr=1e-4`."""
+    d = cfg.to_dict()
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"bad override {item!r}: expected section.key=value, e.g. train.lr=1e-4")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = d
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"bad override {item!r}: no section {part!r}")
+            node = node[part]
+        if leaf not in node and not parents[-1].endswith("weights"):
+            raise ConfigError(f"bad override {item!r}: no key {leaf!r} in [{'.'.join(parents)}]")
+        node[leaf] = value
+    return RunConfig.from_dict(d)
+
+
+def normalise_pairs(pairs: list[str] | str) -> list[str]:
+    """Accept `image-text,audio-text` or a list; order each pair canonically and reject unknown ones."""
+    items = pairs.split(",") if isinstance(pairs, str) else list(pairs)
+    out = []
+    for item in (p.strip() for p in items if p.strip()):
+        a, _, b = item.partition("-")
+        for canon in PAIRS:
+            if {a, b} == set(canon.split("-")):
+                out.append(canon)
+                break
+        else:
+            raise ConfigError(f"unknown pair {item!r}; choose from {', '.join(PAIRS)}")
+    return out

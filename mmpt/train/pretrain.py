@@ -1,0 +1,89 @@
+"""Pretraining as a Python call: resolve a run config, create or reopen the run directory, train, evaluate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mmpt.errors import ConfigError
+from mmpt.train.config import RunConfig, apply_overrides, load_config, normalise_pairs
+from mmpt.train.loop import TrainResult, train
+from mmpt.train.rundir import RunDir
+
+
+def resolve_config(
+    base: RunConfig | None = None,
+    *,
+    config_file: str | Path | None = None,
+    data: str | None = None,
+    model: str | None = None,
+    overrides: list[str] | None = None,
+    **train_fields: Any,
+) -> RunConfig:
+    """Defaults, then a TOML file, then flags: `model` is a preset, open_clip name or config JSON path;
+    `train_fields` are TrainConfig fields (None values are ignored); `overrides` are section.key=value."""
+    from mmpt.models.config import resolve_model_config
+
+    cfg = base or (load_config(config_file) if config_file else RunConfig())
+    if model:
+        cfg.model = resolve_model_config(model)
+    elif not cfg.model.name:
+        cfg.model = resolve_model_config("tiny")
+    if data:
+        cfg.data.dataset = str(data)
+    for key, value in train_fields.items():
+        if value is None:
+            continue
+        if not hasattr(cfg.train, key):
+            raise ConfigError(f"unknown train setting {key!r}")
+        setattr(cfg.train, key, value)
+    cfg = apply_overrides(cfg, list(overrides or []))
+    cfg.train.pairs = normalise_pairs(cfg.train.pairs)
+    if not cfg.data.dataset:
+        raise ConfigError("no dataset given: pass --data DATASET (or set [data] dataset in the config file)")
+    return cfg
+
+
+def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
+    """Start a new run in `run` and train it to the end (or until stopped); then evaluate on the test split."""
+    run_dir = _create_on_main(run, cfg)
+    result = train(cfg, run_dir, **kwargs)
+    _evaluate_after(cfg, result)
+    return result
+
+
+def resume(run: str | Path, *, data: str | None = None, model: str | None = None, **kwargs: Any) -> TrainResult:
+    """Continue a stopped or killed run exactly where its latest checkpoint left it."""
+    run_dir = RunDir.open(run)
+    cfg = run_dir.config()
+    if data and Path(data).resolve() != Path(cfg.data.dataset).resolve() and data != cfg.data.dataset:
+        raise ConfigError(f"{run} was trained on {cfg.data.dataset}, not {data}; start a new run instead")
+    if model:
+        from mmpt.models.config import resolve_model_config
+
+        if resolve_model_config(model).to_dict() != cfg.model.to_dict():
+            raise ConfigError(f"{run} was made with model {cfg.model.name!r}, not {model!r}; start a new run instead")
+    if run_dir.latest_checkpoint() is None:
+        raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again without --resume")
+    result = train(cfg, run_dir, resume=True, **kwargs)
+    _evaluate_after(cfg, result)
+    return result
+
+
+def _create_on_main(run: str | Path, cfg: RunConfig) -> RunDir:
+    """Only rank 0 creates the folder; the other ranks of a torchrun job just point at it."""
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        return RunDir.create(run, cfg)
+    return RunDir(run)
+
+
+def _evaluate_after(cfg: RunConfig, result: TrainResult) -> None:
+    import os
+
+    if result.stopped or not cfg.train.eval_after or int(os.environ.get("RANK", "0")) != 0:
+        return
+    from mmpt.eval.run import evaluate_run
+
+    evaluate_run(result.run.path, split=cfg.data.test_split, name="final")
