@@ -20,7 +20,7 @@ import pyarrow as pa
 from lance.blob import blob_array
 
 from mmpt.errors import DataError
-from mmpt.store.schema import BLOB_MODALITIES, CORE_COLUMNS, base_schema, sha_column
+from mmpt.store.schema import BLOB_MODALITIES, CORE_COLUMNS, sha_column
 
 _SHA_COLUMNS = {sha_column(m): m for m in BLOB_MODALITIES}
 
@@ -72,9 +72,8 @@ def check_append_schema(existing: pa.Schema, metadata: Mapping[str, pa.DataType]
     for name in CORE_COLUMNS:
         if name not in existing.names:
             raise DataError(f"append schema differs from the dataset: it has no {name!r} column")
-    # Write with the dataset's own metadata types (an int column may receive whole floats etc.).
-    target = base_schema(have)
-    return pa.schema([*target, *(f for f in existing if f.name.startswith(("emb_", "proj_")))])
+    # Write in the dataset's own schema: its column order, metadata types and any embedding columns (as nulls).
+    return existing
 
 
 def _compatible(have: pa.DataType, new: pa.DataType) -> bool:

@@ -1,0 +1,237 @@
+"""`mmpt ingest` / `mmpt.ingest`: stream a source through validation into one atomic Lance commit, with a report.
+
+Every input row ends up either written or listed in `<name>.report.json` next to the dataset with its reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mmpt.errors import DataError
+from mmpt.store.dataset import MmptDataset, open_lance
+from mmpt.store.manifest import ColumnNames, Source, open_source
+from mmpt.store.pool import default_workers, ordered_map
+from mmpt.store.schema import ID, base_schema
+from mmpt.store.splits import parse_ratios
+from mmpt.store.validate import CheckOptions, check_chunk
+from mmpt.store.write import check_append_schema, rows_to_batch, write_batches
+
+SMALL_INPUT = 1000  # below this many rows the process pool costs more than it saves
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did: the dataset it produced, its counts and where the report is."""
+
+    dataset: MmptDataset
+    read: int
+    written: int
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    report_path: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """The on-screen summary: counts, rejections by kind, the first few reasons and the report path."""
+        lines = [f"ingested {self.written:,} of {self.read:,} rows into {self.dataset.uri} "
+                 f"(version {self.dataset.version}) in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s)"]
+        if self.rejected:
+            kinds = Counter(r["kind"] for r in self.rejected)
+            lines.append(f"rejected {len(self.rejected):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
+            for item in self.rejected[:5]:
+                lines.append(f"  row {item['row']} ({item['id']}): {item['reason']}")
+            if len(self.rejected) > 5:
+                lines.append(f"  ... {len(self.rejected) - 5:,} more")
+        if self.report_path:
+            lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+
+def report_path_for(out: str | Path) -> str:
+    """Where the report of an ingest into `out` goes: next to it, `corpus.lance` -> `corpus.report.json`."""
+    text = str(out).rstrip("/")
+    stem = text[: -len(".lance")] if text.endswith(".lance") else text
+    return stem + ".report.json"
+
+
+def ingest(
+    source: Any,
+    out: str | Path,
+    *,
+    id_col: str | None = None,
+    text_col: str | None = None,
+    image_col: str | None = None,
+    audio_col: str | None = None,
+    label_col: str | None = None,
+    split_col: str | None = None,
+    split_ratios: str | tuple[float, float, float] | None = None,
+    append: bool = False,
+    overwrite: bool = False,
+    strict: bool = False,
+    workers: int | None = None,
+    batch_rows: int = 256,
+    quiet: bool = False,
+    storage_options: dict[str, str] | None = None,
+) -> IngestResult:
+    """Validate and write a manifest, folder tree, DataFrame or HF Dataset into the Lance dataset `out`.
+
+    Bad rows are skipped and reported (`strict` raises on the first one and writes nothing); duplicate ids,
+    inside the input or against the rows already there on `append`, are refused.
+    """
+    started = time.perf_counter()
+    if append and overwrite:
+        raise DataError("choose either append or overwrite, not both")
+    ratios = parse_ratios(split_ratios)
+    columns = ColumnNames(id=id_col, text=text_col, image=image_col, audio=audio_col, label=label_col, split=split_col)
+    src = open_source(source, columns, storage_options)
+    out = str(out)
+    mode, schema, existing_ids = _plan(out, src, append, overwrite, storage_options)
+
+    counts = {"read": 0, "written": 0}
+    rejected: list[dict[str, Any]] = []
+    progress = _progress(src, quiet)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        seen: dict[str, int] = {}
+        options = CheckOptions(split_ratios=ratios)
+
+        def tasks() -> Iterator[tuple[list[dict[str, Any]], CheckOptions]]:
+            for chunk in src.chunks(batch_rows):
+                for row in chunk:
+                    _check_unique(row, seen, existing_ids, out)
+                counts["read"] += len(chunk)
+                yield chunk, options
+
+        pending, n_workers = tasks(), workers
+        if n_workers is None:
+            # Peek at the first rows: a small input is validated in-process (a pool takes ~1 s to start).
+            head = list(itertools.islice(pending, -(-SMALL_INPUT // batch_rows)))
+            small = sum(len(chunk) for chunk, _ in head) < SMALL_INPUT
+            n_workers = 1 if small else default_workers()
+            pending = itertools.chain(head, pending)
+        for results in ordered_map(check_chunk, pending, n_workers):
+            good = []
+            for result in results:
+                if "rejected" in result:
+                    item = {"row": result["row"], "id": result["id"], "source": result["source"],
+                            "kind": result["rejected"], "reason": result["reason"]}
+                    if strict:
+                        raise DataError(f"row {item['row']} ({item['id']}): {item['reason']} (--strict: nothing written)")
+                    rejected.append(item)
+                else:
+                    good.append(result)
+            progress.update(len(results))
+            if good:
+                counts["written"] += len(good)
+                yield rows_to_batch(good, schema)
+        if counts["read"] == 0:
+            raise DataError(f"source is empty: {src.name} has no rows")
+        if counts["written"] == 0:
+            raise _AllRejected()
+
+    report_path = report_path_for(out)
+    try:
+        lance_ds = write_batches(batches(), out, schema, mode=mode, storage_options=storage_options)
+    except _AllRejected:
+        result_report = _report(src, out, mode, None, counts, rejected, time.perf_counter() - started)
+        _write_report(report_path, result_report, storage_options)
+        raise DataError(f"no valid rows: all {counts['read']:,} rows were rejected; see {report_path}") from None
+    finally:
+        progress.close()
+
+    dataset = MmptDataset(lance_ds, out, storage_options)
+    seconds = time.perf_counter() - started
+    _write_report(report_path, _report(src, out, mode, dataset.version, counts, rejected, seconds), storage_options)
+    return IngestResult(dataset=dataset, read=counts["read"], written=counts["written"], rejected=rejected,
+                        report_path=report_path, seconds=seconds)
+
+
+class _AllRejected(Exception):
+    """Every row was bad: abort the write (nothing to commit) but still write the report."""
+
+
+def _plan(out: str, src: Source, append: bool, overwrite: bool,
+          storage_options: dict[str, str] | None) -> tuple[str, pa.Schema, set[str]]:
+    exists = _exists(out, storage_options)
+    if exists and not (append or overwrite):
+        raise DataError(f"{out} already exists; pass --append to add rows or --overwrite to replace it")
+    if not exists:
+        return "create", base_schema(src.metadata), set()
+    current = open_lance(out, storage_options=storage_options)  # refuses a folder that is not Lance
+    if overwrite:
+        return "overwrite", base_schema(src.metadata), set()
+    schema = check_append_schema(current.schema, src.metadata)
+    if ID not in current.schema.names:
+        raise DataError(f"{out} is a Lance dataset but not an mmpt one: no id column")
+    ids = set(current.to_table(columns=[ID]).column(ID).to_pylist())
+    return "append", schema, ids
+
+
+def _exists(out: str, storage_options: dict[str, str] | None) -> bool:
+    if "://" not in out:
+        return Path(out).exists()
+    try:
+        open_lance(out, storage_options=storage_options)
+        return True
+    except DataError:
+        return False
+
+
+def _check_unique(row: dict[str, Any], seen: dict[str, int], existing: set[str], out: str) -> None:
+    row_id = row.get("id")
+    if row_id is None:
+        return
+    if row_id in seen:
+        raise DataError(f"duplicate id {row_id!r} in rows {seen[row_id]} and {row['row']}; ids must be unique")
+    if row_id in existing:
+        raise DataError(f"id {row_id!r} (row {row['row']}) is already in {out}; ids must be unique")
+    seen[row_id] = row["row"]
+
+
+def _progress(src: Source, quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=src.total, unit="rows", desc=f"ingest {src.name}", disable=quiet, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _report(src: Source, out: str, mode: str, version: int | None, counts: dict[str, int],
+            rejected: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    return {
+        "source": src.name,
+        "dataset": out,
+        "mode": mode,
+        "version": version,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "totals": {"read": counts["read"], "written": counts["written"], "rejected": len(rejected)},
+        "rejected_by_kind": dict(Counter(r["kind"] for r in rejected).most_common()),
+        "rejected": rejected,
+    }
+
+
+def _write_report(path: str, report: dict[str, Any], storage_options: dict[str, str] | None) -> None:
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    if "://" not in path:
+        Path(path).write_text(text + "\n", encoding="utf-8")
+        return
+    from pyarrow import fs
+
+    filesystem, where = fs.FileSystem.from_uri(path)
+    with filesystem.open_output_stream(where) as stream:
+        stream.write(text.encode("utf-8"))
+
