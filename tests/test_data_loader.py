@@ -6,6 +6,7 @@ import hashlib
 import io
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import lance
 import numpy as np
@@ -158,6 +159,10 @@ def test_split_filter_and_modality_subset(ds: lance.LanceDataset) -> None:
     assert len(batches[-1]["ids"]) == len(ids) % 5 or len(ids) % 5 == 0  # eval keeps the partial batch
     everything = build_loader(ds, SPEC, ("text",), None, 64, train=False)
     assert everything.num_rows == 48 and len(everything) == 1
+    chosen = build_loader(ds, SPEC, ("text",), "ignored", 2, train=False, rows=np.array([47, 0, 5]))
+    assert [b["index"].tolist() for b in chosen] == [[47, 0], [5]]
+    with pytest.raises(DataError, match=r"row positions must lie in \[0, 48\)"):
+        build_loader(ds, SPEC, ("text",), None, 2, train=False, rows=[3, 48])
 
 
 def test_ranks_get_equal_batches_and_slices_of_the_global_batch(ds: lance.LanceDataset) -> None:
@@ -235,6 +240,8 @@ def test_pinned_version_ignores_later_writes(ds: lance.LanceDataset, tmp_path: P
     assert [len(b["ids"]) for b in loader] == [6]
     loader.reader._ds = None  # as in a fresh worker: reopened by (uri, version)
     assert [len(b["ids"]) for b in loader] == [6]
+    handle = SimpleNamespace(lance=pinned, storage_options=None)  # an mmpt.store MmptDataset, duck-typed
+    assert build_loader(handle, SPEC, ("text",), None, 4, train=False).num_rows == 6
 
 
 def test_corrupt_blob_is_marked_missing_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import lance
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -131,17 +132,19 @@ def build_loader(
     image_augment: bool | dict[str, Any] = False,
     verify_sha256: bool = False,
     storage_options: dict[str, str] | None = None,
+    rows: np.ndarray | list[int] | None = None,
 ) -> BatchLoader:
     """Batches of `split` for one rank: shuffled per epoch and augmented when `train`, in order otherwise.
 
     `dataset` is a LanceDataset already checked out at the version to train on (or a URI, pinned to its
-    latest version now); workers reopen that exact version. `drop_last` defaults to `train`.
+    latest version now); workers reopen that exact version. `drop_last` defaults to `train`. `rows`
+    (row positions) replaces the split filter when given, e.g. to embed a selection.
     """
-    ds = _open(dataset, storage_options)
+    ds, storage_options = _open(dataset, storage_options)
     modalities = tuple(modalities)
     _check_modalities(ds, modalities)
     sampler = ShardedBatchSampler(
-        split_positions(ds, split),
+        split_positions(ds, split) if rows is None else _check_rows(ds, rows),
         batch_size,
         shuffle=train,
         drop_last=train if drop_last is None else drop_last,
@@ -165,15 +168,25 @@ def build_loader(
     return BatchLoader(reader, sampler, num_workers=num_workers)
 
 
-def _open(dataset: Any, storage_options: dict[str, str] | None) -> lance.LanceDataset:
+def _open(dataset: Any, options: dict[str, str] | None) -> tuple[lance.LanceDataset, dict[str, str] | None]:
     if isinstance(dataset, lance.LanceDataset):
-        return dataset
+        return dataset, options
     if hasattr(dataset, "lance"):  # mmpt.store.dataset.MmptDataset
-        return dataset.lance
+        return dataset.lance, options or getattr(dataset, "storage_options", None)
     try:
-        return lance.dataset(str(dataset), storage_options=storage_options)
+        return lance.dataset(str(dataset), storage_options=options), options
     except (ValueError, OSError) as exc:
         raise DataError(f"cannot open Lance dataset {str(dataset)!r}: {exc}") from exc
+
+
+def _check_rows(ds: lance.LanceDataset, rows: np.ndarray | list[int]) -> np.ndarray:
+    positions = np.asarray(rows, dtype=np.int64).reshape(-1)
+    n = ds.count_rows()
+    if positions.size == 0:
+        raise DataError("no rows selected")
+    if positions.min() < 0 or positions.max() >= n:
+        raise DataError(f"row positions must lie in [0, {n}), got {positions.min()}..{positions.max()}")
+    return positions
 
 
 def _check_modalities(ds: lance.LanceDataset, modalities: tuple[str, ...]) -> None:
