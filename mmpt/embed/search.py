@@ -1,0 +1,233 @@
+"""Nearest-neighbour search over an embedding column: exact numpy search below a size threshold, a Lance
+vector index above it (`ensure_index`). Scores are cosine similarities."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import lance
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mmpt.embed.columns import as_lance, column_dim, read_vectors, sql_literal, with_retry
+from mmpt.errors import DataError
+from mmpt.store.schema import ID, LABEL, SPLIT, TEXT
+
+# Below this many vectors exact search is fast enough and no index is built (an index build takes ~1 min).
+INDEX_THRESHOLD = 50_000
+# Chosen with benchmarks/search.py on 100k x 512 (2 cores): see docs and the benchmark's JSON.
+INDEX_TYPE = "IVF_PQ"
+QUERY_PARAMS: dict[str, int] = {"nprobes": 20, "refine_factor": 10}
+HIT_COLUMNS = (ID, TEXT, LABEL, SPLIT)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the row's id, cosine similarity to the query, and what a UI shows about it."""
+
+    id: str
+    score: float
+    text: str | None
+    label: str | None
+    split: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The hit as a JSON-ready dict (`mmpt search --json`)."""
+        return asdict(self)
+
+
+def index_params(rows: int, dim: int, index_type: str = INDEX_TYPE) -> dict[str, int]:
+    """Build parameters for an index over `rows` vectors of size `dim` (partitions grow with sqrt(rows))."""
+    partitions = int(min(max(16, round(np.sqrt(rows) * 0.8)), 1024))
+    if index_type == "IVF_PQ":
+        sub_vectors = max(d for d in (64, 32, 16, 8, 4, 2, 1) if dim % d == 0 and d <= max(1, dim // 8))
+        return {"num_partitions": partitions, "num_sub_vectors": sub_vectors}
+    if index_type == "IVF_HNSW_SQ":
+        return {"num_partitions": max(1, partitions // 4)}
+    raise DataError(f"unsupported index type {index_type!r}; use IVF_PQ or IVF_HNSW_SQ")
+
+
+def vector_index(ds: lance.LanceDataset, column: str) -> dict[str, Any] | None:
+    """The vector index over `column`, if the dataset has one."""
+    for index in ds.describe_indices():
+        if list(index.field_names) == [column]:
+            return {"name": index.name, "type": index.index_type}
+    return None
+
+
+def ensure_index(
+    dataset: Any,
+    column: str,
+    threshold: int = INDEX_THRESHOLD,
+    *,
+    index_type: str = INDEX_TYPE,
+    replace: bool = False,
+    retries: int = 5,
+) -> str | None:
+    """Build (or bring up to date) a cosine vector index on `column` when it holds >= `threshold` vectors.
+
+    Returns the index name, or None when the column is small enough for exact search.
+    """
+    ds = as_lance(dataset)
+    dim = column_dim(ds, column)
+    if dim is None:
+        raise DataError(f"the dataset has no column {column}")
+    rows = ds.count_rows(filter=f"`{column}` IS NOT NULL")
+    if rows < threshold:
+        return None
+    existing = vector_index(ds, column)
+    name = f"{column}_idx"
+    if existing and not replace:
+        stats = ds.stats.index_stats(existing["name"])
+        if stats.get("num_unindexed_rows", 0) > 0.1 * max(1, stats.get("num_indexed_rows", 0)):
+            with_retry(
+                lambda: lance.dataset(ds.uri).optimize.optimize_indices(), f"index {name}", ds.uri, retries
+            )
+        return existing["name"]
+    params = index_params(rows, dim, index_type)
+
+    def build() -> str:
+        lance.dataset(ds.uri).create_index(
+            column, index_type, name=name, metric="cosine", replace=True, **params
+        )
+        return name
+
+    return with_retry(build, f"index {name}", ds.uri, retries)
+
+
+def _as_queries(queries: Any, dim: int) -> np.ndarray:
+    """Validate query vectors ([D] or [Q, D]) and L2-normalise them."""
+    if queries is None:
+        raise DataError("empty query: give at least one query vector")
+    q = np.asarray(queries, dtype=np.float32)
+    if q.ndim == 1:
+        q = q[None, :]
+    if q.ndim != 2 or q.shape[0] == 0 or q.shape[1] == 0:
+        raise DataError(f"empty query: expected vectors of shape [Q, {dim}], got {q.shape}")
+    if q.shape[1] != dim:
+        raise DataError(f"query vectors have dimension {q.shape[1]}, the column holds {dim}")
+    if not np.isfinite(q).all():
+        raise DataError("query vectors contain NaN or infinite values")
+    norms = np.linalg.norm(q, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise DataError("a query vector is all zeros")
+    return q / norms
+
+
+def _conditions(split: str | None, label: str | None, where: str | None) -> str | None:
+    parts = [f"{name} = {sql_literal(v)}" for name, v in ((SPLIT, split), (LABEL, label)) if v is not None]
+    if where:
+        parts.append(f"({where})")
+    return " AND ".join(parts) or None
+
+
+class _ExactCache:
+    """The last column loaded for exact search (rows + unit vectors), keyed by dataset URI, version and column."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._value: tuple[pa.Table, np.ndarray] | None = None
+
+    def get(self, ds: lance.LanceDataset, column: str) -> tuple[pa.Table, np.ndarray]:
+        key = (ds.uri, ds.version, column)
+        with self._lock:
+            if self._key != key:
+                rows, matrix = read_vectors(ds, column, extra=HIT_COLUMNS[1:])
+                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+                self._key, self._value = key, (rows, matrix / np.maximum(norms, 1e-12))
+            assert self._value is not None
+            return self._value
+
+
+_exact_cache = _ExactCache()
+
+
+def _hits(rows: pa.Table, order: Iterable[int], scores: Iterable[float]) -> list[Hit]:
+    cols = [rows[c] for c in HIT_COLUMNS]
+    return [
+        Hit(*(c[i].as_py() for c in cols[:1]), float(s), *(c[i].as_py() for c in cols[1:]))
+        for i, s in zip(order, scores, strict=True)
+    ]
+
+
+def _check_k(k: int, available: int) -> None:
+    if k < 1:
+        raise DataError(f"k must be at least 1, got {k}")
+    if k > available:
+        raise DataError(f"k={k} is larger than the {available} rows searched")
+
+
+def _exact(ds, column, q, k, condition, exclude: set[str]) -> list[list[Hit]]:
+    rows, matrix = _exact_cache.get(ds, column)
+    keep = np.ones(len(rows), bool)
+    if condition:
+        wanted = ds.to_table(columns=[ID], filter=condition)[ID]
+        keep &= pc.is_in(rows[ID], value_set=wanted).to_numpy(zero_copy_only=False)
+    if exclude:
+        keep &= ~pc.is_in(rows[ID], value_set=pa.array(list(exclude), pa.string())).to_numpy(
+            zero_copy_only=False
+        )
+    candidates = np.flatnonzero(keep)
+    _check_k(k, len(candidates))
+    scores = q @ matrix[candidates].T
+    results = []
+    for row in scores:
+        top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+        top = top[np.argsort(-row[top], kind="stable")]
+        results.append(_hits(rows, candidates[top], row[top]))
+    return results
+
+
+def _indexed(ds, column, q, k, condition, exclude: set[str], params: dict[str, int]) -> list[list[Hit]]:
+    available = (
+        ds.count_rows(filter=condition) - len(exclude) if condition else ds.count_rows() - len(exclude)
+    )
+    _check_k(k, available)
+    results = []
+    for vector in q:
+        nearest = {"column": column, "q": vector, "k": k + len(exclude), "metric": "cosine", **params}
+        table = ds.to_table(
+            columns=[*HIT_COLUMNS, "_distance"], nearest=nearest, filter=condition, prefilter=True
+        )
+        if exclude:
+            table = table.filter(
+                pc.invert(pc.is_in(table[ID], value_set=pa.array(list(exclude), pa.string())))
+            )
+        table = table.slice(0, k)
+        results.append(_hits(table, range(len(table)), (1.0 - d for d in table["_distance"].to_pylist())))
+    return results
+
+
+def search(
+    dataset: Any,
+    column: str,
+    queries: Any,
+    k: int = 10,
+    *,
+    split: str | None = None,
+    label: str | None = None,
+    filter: str | None = None,
+    exclude_ids: Iterable[str] = (),
+    exact: bool | None = None,
+    query_params: dict[str, int] | None = None,
+) -> list[list[Hit]]:
+    """The k nearest rows (cosine) to each query vector, best first, optionally within a split / label / SQL filter.
+
+    Uses the column's vector index when it has one (see `ensure_index`), exact search otherwise;
+    `exact=True` forces exact search. `exclude_ids` drops rows (e.g. the query itself) from the results.
+    """
+    ds = as_lance(dataset)
+    dim = column_dim(ds, column)
+    if dim is None:
+        raise DataError(f"the dataset has no column {column}; write it first (mmpt embed)")
+    q = _as_queries(queries, dim)
+    condition = _conditions(split, label, filter)
+    exclude = set(exclude_ids)
+    if exact is True or vector_index(ds, column) is None:
+        return _exact(ds, column, q, k, condition, exclude)
+    return _indexed(ds, column, q, k, condition, exclude, {**QUERY_PARAMS, **(query_params or {})})
