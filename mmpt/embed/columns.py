@@ -45,6 +45,17 @@ def as_lance(dataset: Any, storage_options: dict[str, str] | None = None) -> lan
     raise DataError(f"expected a dataset URI or a Lance dataset, got {type(dataset).__name__}")
 
 
+def is_blob(field: pa.Field) -> bool:
+    """True for Lance blob columns (scans return descriptors for them; DuckDB and Polars cannot read those)."""
+    extension = getattr(field.type, "extension_name", "") or ""
+    return "blob" in extension or (field.metadata or {}).get(b"lance-encoding:blob") == b"true"
+
+
+def non_blob_columns(dataset: Any) -> list[str]:
+    """Every column except the blobs: the projection to hand DuckDB, Polars or pandas."""
+    return [field.name for field in as_lance(dataset).schema if not is_blob(field)]
+
+
 def check_run_name(run: str) -> str:
     """Reject run names that would make awkward column or tag names (letters, digits, '_' and '-' only)."""
     if not isinstance(run, str) or not RUN_NAME.match(run):
