@@ -145,6 +145,22 @@ def test_folder_tree_without_split_folders_and_with_unknown_files(tmp_path, demo
     assert labels == [{"id": "cats/a", "label": "cats"}, {"id": "dogs/b", "label": "dogs"}]
 
 
+def test_uris_for_media_and_manifest(demo_files, tmp_path):
+    rows = read_manifest(demo_files)[:6]
+    path = tmp_path / "uris.csv"
+    frame = pd.DataFrame({
+        "id": [r["id"] for r in rows],
+        "image": [(demo_files.parent / r["image"]).as_uri() if r["image"] else None for r in rows],
+        "audio": [(demo_files.parent / r["audio"]).as_uri() if r["audio"] else None for r in rows],
+    })
+    frame.loc[5, "image"] = (tmp_path / "gone.png").as_uri()
+    frame.to_csv(path, index=False)
+    result = ingest(path.as_uri(), tmp_path / "u.lance", quiet=True)
+    assert result.written == 5 and [r["kind"] for r in result.rejected] == ["missing_file"]
+    assert_round_trip(result.dataset, rows[:5], demo_files.parent)
+    assert result.dataset.lance.to_table(columns=["source"]).column(0)[0].as_py().startswith("file://")
+
+
 def test_dataframe_with_bytes_and_paths(demo_files, tmp_path, demo_dataset):
     rows = read_manifest(demo_files)[:8]
     frame = pd.DataFrame({
@@ -163,6 +179,8 @@ def test_dataframe_with_bytes_and_paths(demo_files, tmp_path, demo_dataset):
 
 def test_hugging_face_dataset(tmp_path, demo_dataset):
     datasets = pytest.importorskip("datasets", reason="datasets is in the dev extra")
+    # Without the package, `import datasets` finds the repo's datasets/ recipes folder (a namespace package).
+    assert hasattr(datasets, "Dataset"), "Hugging Face datasets is not installed (pip install datasets)"
     n = 6
     images = demo_dataset.read_blobs("image", range(n))
     audios = demo_dataset.read_blobs("audio", range(n))
@@ -305,6 +323,13 @@ def test_splits_are_deterministic_and_follow_ratios(tmp_path):
     assert "val" not in split_c and 0.4 < split_c.count("train") / 400 < 0.6
     with pytest.raises(DataError, match="ratios"):
         ingest(path, tmp_path / "e.lance", split_ratios="0.5,x", quiet=True)
+
+
+def test_split_names_match_the_schema():
+    from mmpt.store import schema, splits
+
+    assert splits.SPLITS == schema.SPLITS
+    assert {splits.normalise_split(v) for v in ("Train", "VALIDATION", "dev", "testing")} == set(schema.SPLITS)
 
 
 def test_split_column_aliases_and_unknown_values(tmp_path):

@@ -6,7 +6,10 @@ import hashlib
 from collections.abc import Sequence
 
 from mmpt.errors import DataError
-from mmpt.store.schema import SPLITS
+
+# Same names as mmpt.store.schema.SPLITS (a test checks); not imported from there so that validation workers
+# start without loading Lance.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
