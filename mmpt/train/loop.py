@@ -199,7 +199,7 @@ def train(
                              "loss": sum(_pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()),
                              **{f"loss/{k}": v for k, v in step_loss.items()},
                              "lr": scheduler.get_last_lr()[0],
-                             **{f"logit_scale/{k}": float(p.exp()) for k, p in model.logit_scale.items()},
+                             **{f"logit_scale/{k}": float(p.detach().exp()) for k, p in model.logit_scale.items()},
                              "grad_norm": grad_norm, **window.rates(), "mem_gb": _memory_gb(dist)}
                     _emit(run, on_event, event)
                     bar.set_postfix(loss=f"{event['loss']:.3f}", sps=f"{event['samples_per_s']:.0f}")
