@@ -365,8 +365,10 @@ def test_bad_sources_and_destinations(tmp_path, demo_files):
         ingest(path, tmp_path / "x.lance", quiet=True)
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "file.txt").write_text("x")
-    with pytest.raises(DataError, match="not a Lance dataset"):
-        ingest(demo_files, tmp_path / "plain", append=True, quiet=True)
+    for append in (True, False):
+        with pytest.raises(DataError, match="plain is not a Lance dataset"):
+            ingest(demo_files, tmp_path / "plain", append=append, quiet=True)
+    assert [p.name for p in (tmp_path / "plain").iterdir()] == ["file.txt"]
     (tmp_path / "m.xlsx").write_text("x")
     with pytest.raises(DataError, match="unsupported manifest type"):
         ingest(tmp_path / "m.xlsx", tmp_path / "x.lance", quiet=True)

@@ -20,7 +20,7 @@ from mmpt.errors import DataError
 @click.option("--split-col", help="Column holding train/val/test (default: split; else hashed from the id).")
 @click.option("--split-ratios", default="0.8,0.1,0.1", show_default=True,
               help="train,val,test ratios for rows without a split.")
-@click.option("--append", is_flag=True, help="Add rows to an existing dataset (a new version).")
+@click.option("--append", is_flag=True, help="Add rows to an existing dataset as a new version (created if missing).")
 @click.option("--overwrite", is_flag=True, help="Replace the rows of an existing dataset (a new version).")
 @click.option("--strict", is_flag=True, help="Fail on the first bad row and write nothing.")
 @click.option("--workers", type=click.IntRange(min=0), help="Validation processes (default: all cores).")

@@ -166,12 +166,11 @@ class _AllRejected(Exception):
 
 def _plan(out: str, src: Source, append: bool, overwrite: bool,
           storage_options: dict[str, str] | None) -> tuple[str, pa.Schema, set[str]]:
-    exists = _exists(out, storage_options)
-    if exists and not (append or overwrite):
+    if not _exists(out, storage_options):
+        return "create", base_schema(src.metadata), set()  # --append to a missing dataset creates it
+    current = open_lance(out, storage_options=storage_options)  # refuses a path that is not Lance
+    if not (append or overwrite):
         raise DataError(f"{out} already exists; pass --append to add rows or --overwrite to replace it")
-    if not exists:
-        return "create", base_schema(src.metadata), set()
-    current = open_lance(out, storage_options=storage_options)  # refuses a folder that is not Lance
     if overwrite:
         return "overwrite", base_schema(src.metadata), set()
     schema = check_append_schema(current.schema, src.metadata)

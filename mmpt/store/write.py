@@ -155,9 +155,11 @@ def write_batches(
     if "error" in outcome:
         _remove_if_new(uri, local, existed)
         error = outcome["error"]
-        if isinstance(error, Exception) and not isinstance(error, DataError):
-            raise DataError(f"writing {uri} failed: {str(error).splitlines()[0]}") from error
-        raise error
+        if isinstance(error, DataError | KeyboardInterrupt | SystemExit):
+            raise error
+        # Lance errors, including its panics (BaseException), become one line.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise DataError(f"writing {uri} failed: {reason}") from error
     return outcome["dataset"]
 
 
