@@ -115,3 +115,5 @@ def test_index_above_threshold(tmp_path):
     assert overlap >= 0.8
     [val] = search(uri, COL, queries[1], k=5, split="val", exclude_ids=["r0400"])
     assert {h.split for h in val} == {"val"} and "r0400" not in {h.id for h in val}
+    with pytest.raises(DataError, match="k=300 is larger than the 299 rows searched"):
+        search(uri, COL, queries[0], k=300, label="class3", exclude_ids=["r0003"])

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmpt.embed.columns import as_lance, column_dim, read_vectors, sql_literal, with_retry
+from mmpt.embed.columns import as_lance, column_dim, read_vectors, sql_literal, vector_filter, with_retry
 from mmpt.errors import DataError
 from mmpt.store.schema import ID, LABEL, SPLIT, TEXT
 
@@ -172,22 +172,22 @@ def _exact(ds, column, q, k, condition, exclude: set[str]) -> list[list[Hit]]:
         keep &= ~pc.is_in(rows[ID], value_set=pa.array(list(exclude), pa.string())).to_numpy(
             zero_copy_only=False
         )
-    candidates = np.flatnonzero(keep)
-    _check_k(k, len(candidates))
-    scores = q @ matrix[candidates].T
+    available = int(keep.sum())
+    _check_k(k, available)
+    scores = q @ matrix.T  # scoring every row and masking is cheaper than copying the kept rows
+    if available < len(rows):
+        scores[:, ~keep] = -np.inf
     results = []
     for row in scores:
         top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
         top = top[np.argsort(-row[top], kind="stable")]
-        results.append(_hits(rows, candidates[top], row[top]))
+        results.append(_hits(rows, top, row[top]))
     return results
 
 
 def _indexed(ds, column, q, k, condition, exclude: set[str], params: dict[str, int]) -> list[list[Hit]]:
-    available = (
-        ds.count_rows(filter=condition) - len(exclude) if condition else ds.count_rows() - len(exclude)
-    )
-    _check_k(k, available)
+    _check_k(k, ds.count_rows())
+    drop = pa.array(list(exclude), pa.string())
     results = []
     for vector in q:
         nearest = {"column": column, "q": vector, "k": k + len(exclude), "metric": "cosine", **params}
@@ -195,9 +195,10 @@ def _indexed(ds, column, q, k, condition, exclude: set[str], params: dict[str, i
             columns=[*HIT_COLUMNS, "_distance"], nearest=nearest, filter=condition, prefilter=True
         )
         if exclude:
-            table = table.filter(
-                pc.invert(pc.is_in(table[ID], value_set=pa.array(list(exclude), pa.string())))
-            )
+            table = table.filter(pc.invert(pc.is_in(table[ID], value_set=drop)))
+        if len(table) < k:  # fewer rows pass the filter than asked for: say how many (counted only now)
+            matched = ds.to_table(columns=[ID], filter=vector_filter(column, where=condition))[ID]
+            _check_k(k, len(matched) - (pc.sum(pc.is_in(matched, value_set=drop)).as_py() if exclude else 0))
         table = table.slice(0, k)
         results.append(_hits(table, range(len(table)), (1.0 - d for d in table["_distance"].to_pylist())))
     return results
