@@ -20,6 +20,14 @@ class LogMelFrontEnd(nn.Module):
         import torchaudio.transforms as T
 
         self.cfg = cfg
+        with torch.device("cpu"):  # fixed buffers computed eagerly, even when building on "meta"
+            self._build(cfg, T)
+        # The window and mel filterbank follow from the config: keep them out of checkpoints.
+        for module in self.modules():
+            for name, buf in list(module.named_buffers(recurse=False)):
+                module.register_buffer(name, buf.clone(), persistent=False)
+
+    def _build(self, cfg: AudioConfig, T) -> None:
         self.mel = T.MelSpectrogram(
             sample_rate=cfg.sample_rate,
             n_fft=cfg.n_fft,
@@ -33,10 +41,6 @@ class LogMelFrontEnd(nn.Module):
         self.to_db = T.AmplitudeToDB(stype="power", top_db=cfg.top_db or None)
         self.freq_mask = T.FrequencyMasking(cfg.freq_mask, iid_masks=True)
         self.time_mask = T.TimeMasking(cfg.time_mask, iid_masks=True)
-        # The window and mel filterbank follow from the config: keep them out of checkpoints.
-        for module in self.modules():
-            for name, buf in list(module.named_buffers(recurse=False)):
-                module.register_buffer(name, buf.clone(), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg

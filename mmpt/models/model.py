@@ -139,9 +139,7 @@ def _input_spec(cfg: ModelConfig, text: nn.Module | None) -> InputSpec:
 def build_model(cfg: ModelConfig) -> MultimodalModel:
     """Build a randomly initialised model for `cfg` (towers only for `cfg.modalities`)."""
     cfg.validate()
-    return MultimodalModel(
-        cfg,
-        visual=build_image_tower(cfg) if "image" in cfg.modalities else None,
-        text=build_text_tower(cfg) if "text" in cfg.modalities else None,
-        audio=AudioEncoder(cfg.audio, cfg.embed_dim) if "audio" in cfg.modalities else None,
-    )
+    text = build_text_tower(cfg) if "text" in cfg.modalities else None  # first: cheapest to reject
+    visual = build_image_tower(cfg) if "image" in cfg.modalities else None
+    audio = AudioEncoder(cfg.audio, cfg.embed_dim) if "audio" in cfg.modalities else None
+    return MultimodalModel(cfg, visual=visual, text=text, audio=audio)
