@@ -164,12 +164,12 @@ def _keyed_table(
     return table.cast(schema)
 
 
-def _fragments_holding(ds: lance.LanceDataset, ids: pa.Array) -> list[int]:
-    """Fragment ids of the rows whose id is in `ids`; DataError if some ids are not in the dataset."""
+def _fragments_holding(ds: lance.LanceDataset, ids: pa.Array, strict: bool = True) -> list[int]:
+    """Fragment ids of the rows whose id is in `ids`; DataError if some ids are not in the dataset and `strict`."""
     scan = ds.to_table(columns=[ID], with_row_address=True)
     hit = pc.is_in(scan[ID], value_set=ids)
     found = scan.filter(hit)
-    if found.num_rows < len(ids):
+    if strict and found.num_rows < len(ids):
         missing = pc.filter(ids, pc.invert(pc.is_in(ids, value_set=found[ID]))).to_pylist()
         raise DataError(f"{len(missing)} ids are not in the dataset, e.g. {missing[:3]}")
     addresses = found["_rowaddr"].to_numpy()
@@ -185,14 +185,20 @@ def upsert_column(
     metadata: dict[str, str] | None = None,
     retries: int = 5,
     storage_options: dict[str, str] | None = None,
+    skip_missing: bool = False,
 ) -> int:
-    """Set `column` for the given ids in one commit, leaving other rows' values (or nulls) and all blobs alone."""
+    """Set `column` for the given ids in one commit, leaving other rows' values (or nulls) and all blobs alone.
+
+    Ids not in the dataset raise DataError, or are ignored with `skip_missing` (rows deleted meanwhile).
+    """
     table = _keyed_table(ids, column, values, metadata)
 
     def attempt() -> int:
         ds = open_latest(uri, storage_options)
+        fragments = _fragments_holding(ds, table[ID].combine_chunks(), strict=not skip_missing)
+        if not fragments:
+            return ds.version
         if column not in ds.schema.names:
-            _fragments_holding(ds, table[ID].combine_chunks())
             ds.merge(table, left_on=ID, schema=table.schema)
             return ds.version
         if ds.schema.field(column).type != values.type:
@@ -200,11 +206,9 @@ def upsert_column(
                 f"column {column} holds {ds.schema.field(column).type}, cannot write {values.type}"
             )
         updated, fields = [], []
-        for fid in _fragments_holding(ds, table[ID].combine_chunks()):
+        for fid in fragments:
             fragment, fields = ds.get_fragment(fid).update_columns(table, left_on=ID, right_on=ID)
             updated.append(fragment)
-        if not updated:
-            return ds.version
         op = lance.LanceOperation.Update(
             updated_fragments=updated, fields_modified=fields, update_mode="rewrite_columns"
         )
@@ -242,10 +246,10 @@ def replace_column(
 def tag_version(uri: str, tag: str, version: int, storage_options: dict[str, str] | None = None) -> None:
     """Point tag `tag` at `version` (created, or moved if it exists)."""
     tags = open_latest(uri, storage_options).tags
-    if tag in tags.list():
-        tags.update(tag, version)
-    else:
+    try:
         tags.create(tag, version)
+    except (ValueError, OSError):  # it exists (perhaps just created by a concurrent writer): move it
+        tags.update(tag, version)
 
 
 def run_tag(run: str) -> str:
@@ -263,6 +267,7 @@ def write_embeddings(
     tag: bool = True,
     retries: int = 5,
     storage_options: dict[str, str] | None = None,
+    skip_missing: bool = False,
 ) -> int:
     """Add or extend `emb_<run>_<modality>` for the given ids in one commit; returns the new dataset version."""
     ds = as_lance(dataset, storage_options)
@@ -279,6 +284,7 @@ def write_embeddings(
         metadata=meta,
         retries=retries,
         storage_options=storage_options,
+        skip_missing=skip_missing,
     )
     if tag:
         tag_version(ds.uri, run_tag(run), version, storage_options)

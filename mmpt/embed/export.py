@@ -128,6 +128,7 @@ class EmbeddingWriter:
             tag=tag,
             retries=self.retries,
             storage_options=self.storage_options,
+            skip_missing=True,  # rows deleted since they were staged
         )
         _remove_tree(self.staging)
         return version
