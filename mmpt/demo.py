@@ -32,7 +32,7 @@ def run_demo(
     from mmpt.eval.compare import compare, format_comparison
     from mmpt.eval.run import evaluate_model, load_report_if_any
     from mmpt.models import build_model
-    from mmpt.store.info import format_info
+    from mmpt.store.info import format_stats
     from mmpt.store.synthetic import make_demo_dataset
     from mmpt.train.pretrain import pretrain, resolve_config
 
@@ -43,7 +43,7 @@ def run_demo(
 
     echo(f"[1/4] building the demo dataset ({rows} rows) in {data}")
     ds = make_demo_dataset(data, n_rows=rows, seed=seed, overwrite=True)
-    echo(format_info(ds.stats()))
+    echo(format_stats(ds.stats()))
 
     cfg = resolve_config(data=str(data), model="tiny", epochs=epochs, batch_size=batch_size, device=device,
                          seed=seed, overrides=["train.warmup_steps=20", "train.log_every=10",
