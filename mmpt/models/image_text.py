@@ -29,9 +29,13 @@ def build_image_tower(cfg: ModelConfig) -> nn.Module:
 
 
 def build_text_tower(cfg: ModelConfig) -> nn.Module:
-    """The text tower named by `cfg.text_tower`; "open_clip" is open_clip's text transformer."""
+    """The text tower named by `cfg.text_tower`: "open_clip" (open_clip's text transformer) or "hf:<folder>"."""
     if cfg.text_tower == "open_clip":
         return _open_clip_text_tower(cfg)
+    if cfg.text_tower.startswith("hf:"):
+        from mmpt.models.hf_text import build_hf_text_tower
+
+        return build_hf_text_tower(cfg)
     raise ConfigError(f"text tower {cfg.text_tower!r} is not available in this version of mmpt")
 
 

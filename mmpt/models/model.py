@@ -62,7 +62,12 @@ class MultimodalModel(nn.Module):
         return F.normalize(self.audio(wave), dim=-1)
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        return {"image": self.encode_image, "text": self.encode_text, "audio": self.encode_audio}[modality](x)
+        """Embeddings of one modality; a tower whose parameters are all frozen runs without autograd."""
+        fn = {"image": self.encode_image, "text": self.encode_text, "audio": self.encode_audio}[modality]
+        if torch.is_grad_enabled() and self.tower_frozen(modality):
+            with torch.no_grad():
+                return fn(x)
+        return fn(x)
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Features [B, D] for each of the model's modalities found in `batch`.
@@ -108,6 +113,20 @@ class MultimodalModel(nn.Module):
         module = self.tower(name)
         if module is not None:
             yield from module.parameters()
+
+    def tower_frozen(self, name: str) -> bool:
+        """True when the tower exists and none of its parameters requires a gradient (see train.freeze)."""
+        params = list(self.tower_parameters(name))
+        return bool(params) and not any(p.requires_grad for p in params)
+
+    def train(self, mode: bool = True) -> MultimodalModel:
+        """As nn.Module.train, but a fully frozen tower stays in eval mode (no dropout, fixed norm statistics)."""
+        super().train(mode)
+        if mode:
+            for name in ("image", "text", "audio"):
+                if self.tower_frozen(name):
+                    self.tower(name).eval()
+        return self
 
     def param_count(self) -> dict[str, int]:
         """Number of parameters per tower and in total."""
