@@ -272,9 +272,9 @@ def write_embeddings(
     """Add or extend `emb_<run>_<modality>` for the given ids in one commit; returns the new dataset version."""
     ds = as_lance(dataset, storage_options)
     column = embedding_column(check_run_name(run), modality)
-    matrix = as_matrix(vectors, n=len(ids), dim=column_dim(ds, column))
     if not len(ids):
         raise DataError("no embeddings to write")
+    matrix = as_matrix(vectors, n=len(ids), dim=column_dim(ds, column))
     meta = {"mmpt.kind": "embedding", "mmpt.run": run, "mmpt.modality": modality}
     version = upsert_column(
         ds.uri,
