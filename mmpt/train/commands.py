@@ -84,3 +84,196 @@ def pretrain_command(resume_dir: str | None, model: str | None, **kw) -> None:
     apply_data_flags(cfg, kw)
     result = api.pretrain(cfg, kw["run"], progress=not kw["quiet"])
     report(result, kw["as_json"])
+
+
+def _csv(values: tuple[str, ...] | str | None) -> list[str] | None:
+    """Repeatable and/or comma-separated option values as one list (None when not given)."""
+    if not values:
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
+
+
+def _mapping(values: tuple[str, ...], cast, flag: str) -> dict | None:
+    """`("image=0.5", "text=0.1")` -> {"image": 0.5, "text": 0.1} (None when not given)."""
+    from mmpt.errors import ConfigError
+
+    out = {}
+    for item in _csv(values) or []:
+        key, sep, raw = item.partition("=")
+        try:
+            out[key.strip()] = cast(raw)
+        except ValueError:
+            raise ConfigError(f"bad {flag} {item!r}: expected TOWER=VALUE") from None
+        if not sep:
+            raise ConfigError(f"bad {flag} {item!r}: expected TOWER=VALUE")
+    return out or None
+
+
+def finetune_options(f):
+    """Flags of the fine-tune settings ([finetune] section), shared by `finetune` and `sweep`."""
+    options = [
+        click.option("--from", "source", help="mmpt run or checkpoint folder, open_clip .pt/.safetensors file, "
+                                              "or hf:FOLDER (hf:minilm = the packaged all-MiniLM-L6-v2)."),
+        click.option("--model", help="Model config of an open_clip file without a JSON beside it, or of the new "
+                                     "towers of an hf: source (preset, open_clip name or config JSON)."),
+        click.option("--text-tower", help="Replace the text tower by this local HF folder (or 'minilm')."),
+        click.option("--context-length", type=int, help="Tokens of a new HF text tower (default 32)."),
+        click.option("--add", multiple=True, help="Add a freshly initialised tower, e.g. --add audio."),
+        click.option("--freeze", multiple=True,
+                     help="Towers to freeze: image,text,audio,heads | none | auto (default; see docs/finetune.md)."),
+        click.option("--freeze-blocks", multiple=True, metavar="TOWER=N",
+                     help="Freeze the stem and first N blocks of a tower (repeatable)."),
+        click.option("--norms-only", is_flag=True, default=None,
+                     help="Train only norms, output projections and logit scales."),
+        click.option("--tower-lr", multiple=True, metavar="TOWER=X", help="Learning-rate multiplier of a tower."),
+        click.option("--layer-decay", type=float, help="Layer-wise lr decay (e.g. 0.75; 1 = off)."),
+        click.option("--wise-alpha", type=float, multiple=True,
+                     help="Also write and evaluate the WiSE-FT interpolation RUN/wise-A/ (repeatable)."),
+        click.option("--prompt", help="Zero-shot prompt template of the reports, e.g. 'a photo of a {label}'."),
+        click.option("--early-stop", "early_stop_metric",
+                     help="Validation metric keeping the best checkpoint: val_loss (default), val_loss/<pair>, "
+                          "val_zero_shot_acc, val_zero_shot_image_acc, ...; 'none' disables."),
+        click.option("--patience", "early_stop_patience", type=int,
+                     help="Validations without improvement before stopping (0: never stop early)."),
+        click.option("--task", type=click.Choice(["contrastive", "classify"])),
+        click.option("--label-col", help="classify: the label column (default label)."),
+        click.option("--towers", "classify_towers", help="classify: towers feeding the head, e.g. image,audio."),
+        click.option("--probe/--full", "probe", default=None,
+                     help="classify: linear probe on frozen towers (default) or full fine-tune."),
+        click.option("--class-weight", type=click.Choice(["balanced", "none"])),
+        click.option("--head-lr", type=float, help="classify: learning rate of the head."),
+        click.option("--head-epochs", type=int, help="classify: full-batch epochs of the probe head."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def finetune_config_from_flags(kw: dict):
+    """The RunConfig of a fine-tune from the shared and fine-tune flags; also whether --pairs was given."""
+    from mmpt.train.finetune import resolve_finetune_config
+
+    fields = train_fields(kw)
+    metric = kw.get("early_stop_metric")
+    if metric is not None:
+        fields["early_stop_metric"] = "" if metric == "none" else metric
+        fields["early_stop_mode"] = "min" if "loss" in metric else "max"
+    if kw.get("early_stop_patience") is not None:
+        fields["early_stop_patience"] = kw["early_stop_patience"]
+    finetune = {
+        "text_tower": kw.get("text_tower"),
+        "context_length": kw.get("context_length"),
+        "add": _csv(kw.get("add")),
+        "freeze": _csv(kw.get("freeze")),
+        "freeze_blocks": _mapping(kw.get("freeze_blocks") or (), int, "--freeze-blocks"),
+        "norms_only": kw.get("norms_only"),
+        "tower_lr": _mapping(kw.get("tower_lr") or (), float, "--tower-lr"),
+        "layer_decay": kw.get("layer_decay"),
+        "wise_alpha": list(kw["wise_alpha"]) if kw.get("wise_alpha") else None,
+        "prompt": kw.get("prompt"),
+        "task": kw.get("task"),
+        "label_col": kw.get("label_col"),
+        "towers": _csv(kw.get("classify_towers")),
+        "head": None if kw.get("probe") is None else ("probe" if kw["probe"] else "full"),
+        "class_weight": kw.get("class_weight"),
+        "head_lr": kw.get("head_lr"),
+        "head_epochs": kw.get("head_epochs"),
+    }
+    cfg = resolve_finetune_config(source=kw.get("source") or "", data=kw.get("data"), config_file=kw.get("config_file"),
+                                  model=kw.get("model"), overrides=list(kw.get("overrides") or ()), finetune=finetune,
+                                  **fields)
+    apply_data_flags(cfg, kw)
+    return cfg, kw.get("pairs") is not None
+
+
+def finetune_report(result, as_json: bool) -> None:
+    """Print the fine-tune's headline figure before / after (and WiSE-FT), or everything as JSON."""
+    from mmpt.train.finetune import headline
+
+    name, before = headline(result.before)
+    _, after = headline(result.after)
+    tr = result.train
+    summary = {"run": str(result.run.path), "step": tr.step if tr else None, "stopped": tr.stopped if tr else False,
+               "best_step": tr.best_step if tr else None,
+               "headline": {"metric": name, "before": before, "after": after,
+                            **{k: headline(v)[1] for k, v in result.wise.items()}},
+               "before": result.before, "eval": result.after, "wise": result.wise, "comparison": result.comparison}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=float))
+        return
+    if tr is not None:
+        state = "stopped (resume with --resume)" if tr.stopped else "finished"
+        best = f", best checkpoint step {tr.best_step} restored" if tr.best_step else ""
+        click.echo(f"run {result.run.path}: {state} at step {tr.step}{best}")
+    else:
+        click.echo(f"run {result.run.path}: classifier trained")
+    if result.after and result.after.get("meta", {}).get("task") == "classify":
+        from mmpt.eval.report import format_report
+
+        click.echo(format_report(result.after))
+        return
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.4f}"
+
+    if before is not None or after is not None:
+        delta = f" ({after - before:+.4f})" if before is not None and after is not None else ""
+        click.echo(f"test {name}: before {fmt(before)} -> after {fmt(after)}{delta}")
+    for wname, report in result.wise.items():
+        click.echo(f"test {name}: {wname} {fmt(headline(report)[1])}")
+    if result.comparison:
+        from mmpt.eval.compare import format_comparison
+
+        click.echo(format_comparison(result.comparison, contains="accuracy"))
+        click.echo(f"full comparison: {result.run.eval_dir / 'compare-before.json'}; "
+                   f"report: {result.run.eval_dir / 'final.html'}")
+
+
+@click.command("finetune")
+@training_options
+@finetune_options
+@click.option("--resume", "resume_dir", help="Continue this fine-tune run from its latest checkpoint.")
+def finetune_command(resume_dir: str | None, **kw) -> None:
+    """Fine-tune pretrained weights: contrastive with freeze policies, or a classification head (--task classify)."""
+    from mmpt.errors import ConfigError
+    from mmpt.train import finetune as api
+
+    if resume_dir:
+        finetune_report(api.resume_finetune(resume_dir, progress=not kw["quiet"]), kw["as_json"])
+        return
+    if not kw["run"]:
+        raise ConfigError("no run directory given: pass --run RUN (or --resume RUN to continue one)")
+    cfg, pairs_given = finetune_config_from_flags(kw)
+    result = api.finetune(cfg, kw["run"], pairs_given=pairs_given, progress=not kw["quiet"])
+    finetune_report(result, kw["as_json"])
+
+
+@click.command("sweep")
+@training_options
+@finetune_options
+@click.option("--out", "out", required=True, help="Sweep folder: one run per job and results.json.")
+@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2",
+              help="Values to try: lr, weight_decay (wd), freeze (towers joined by +), layer_decay, epochs, "
+                   "batch_size; a:b is a range for --random (repeatable).")
+@click.option("--random", "random_n", type=int, default=0, help="Sample N random points instead of the full grid.")
+@click.option("--metric", default="headline", show_default=True,
+              help="Key of RUN/eval/final.json to rank by, e.g. zero_shot.image.accuracy; headline = mean "
+                   "zero-shot accuracy.")
+@click.option("--mode", type=click.Choice(["max", "min"]), help="Better is max (default) or min (for losses).")
+@click.option("--processes", is_flag=True, help="Run each job as its own `python -m mmpt finetune` process.")
+def sweep_command(out: str, grid: tuple[str, ...], random_n: int, metric: str, mode: str | None, processes: bool,
+                  **kw) -> None:
+    """Grid or random search over fine-tuning settings; jobs run one after another, the best one marked."""
+    from mmpt.train import sweep as api
+
+    cfg, pairs_given = finetune_config_from_flags(kw)
+    jobs = api.plan_jobs(api.parse_grid(list(grid)), random_n, seed=cfg.train.seed)
+    results = api.run_sweep(cfg, out, jobs, metric=metric, mode=mode or "", pairs_given=pairs_given,
+                            processes=processes, progress=False,
+                            echo=(lambda s: None) if kw["as_json"] else click.echo)
+    if kw["as_json"]:
+        click.echo(json.dumps(results, indent=2))
+        return
+    click.echo(api.format_results(results))
+    click.echo(f"results: {out}/results.json")

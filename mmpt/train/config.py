@@ -1,4 +1,4 @@
-"""Run configuration as plain data: data, model and train sections, read from and written to TOML."""
+"""Run configuration as plain data: data, model and train sections (and finetune for fine-tune runs), in TOML."""
 
 from __future__ import annotations
 
@@ -65,25 +65,55 @@ class TrainConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """What a fine-tune starts from and what it may change: the [finetune] section (see docs/finetune.md)."""
+
+    source: str = ""  # mmpt run or checkpoint folder, open_clip .pt/.safetensors file, or hf:<folder>
+    source_model: str = ""  # model config of an open_clip file with no JSON beside it (preset, name or JSON)
+    text_tower: str = ""  # a local HF folder ("minilm": the packaged all-MiniLM-L6-v2) as a new text tower
+    context_length: int = 32  # tokens of a new HF text tower
+    add: list[str] = field(default_factory=list)  # modality towers added freshly initialised, e.g. ["audio"]
+    freeze: list[str] = field(default_factory=lambda: ["auto"])  # towers (image, text, audio, heads); auto: see docs
+    freeze_blocks: dict[str, int] = field(default_factory=dict)  # tower -> its stem and first N blocks frozen
+    norms_only: bool = False  # train only norms, output projections and logit scales
+    tower_lr: dict[str, float] = field(default_factory=dict)  # tower -> lr multiplier
+    layer_decay: float = 1.0  # lr x decay^(blocks above); 1: off
+    wise_alpha: list[float] = field(default_factory=list)  # WiSE-FT interpolations written as RUN/wise-<a>/
+    prompt: str = "a photo of a {label}"  # zero-shot prompt of the reports and of val_zero_shot_* metrics
+    task: str = "contrastive"  # contrastive or classify
+    label_col: str = "label"  # classify: the label column
+    towers: list[str] = field(default_factory=list)  # classify: towers feeding the head (default: image, audio)
+    head: str = "probe"  # classify: probe (frozen towers, linear head on embeddings) or full (towers train too)
+    class_weight: str = "balanced"  # classify: balanced (inverse class frequency) or none
+    head_lr: float = 1e-2  # classify: lr of the probe head (full mode then trains it at train.lr)
+    head_epochs: int = 300  # classify: full-batch epochs of the probe head
+
+
+@dataclass
 class RunConfig:
-    """Everything needed to reproduce a run; written to RUN/config.toml."""
+    """Everything needed to reproduce a run; written to RUN/config.toml (fine-tune runs add [finetune])."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
+        d = {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
+        if self.finetune is not None:
+            d["finetune"] = dataclasses.asdict(self.finetune)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        unknown = set(d) - {"data", "model", "train"}
+        unknown = set(d) - {"data", "model", "train", "finetune"}
         if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected data, model, train")
+            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected data, model, train, finetune")
         return cls(
             data=_dataclass_from(DataConfig, d.get("data", {}), "data"),
             model=ModelConfig.from_dict(d.get("model", {})),
             train=_dataclass_from(TrainConfig, d.get("train", {}), "train"),
+            finetune=_dataclass_from(FinetuneConfig, d["finetune"], "finetune") if "finetune" in d else None,
         )
 
 
