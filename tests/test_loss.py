@@ -97,7 +97,7 @@ def test_each_pair_equals_open_clip_on_its_valid_rows(kind):
         if kind == "siglip":
             torch.testing.assert_close(bias[p].grad, ref_bias[p].grad, atol=1e-6, rtol=1e-5)
         else:
-            assert bias[p].grad.item() == 0.0  # kept in the graph with zero weight, never used
+            assert bias[p].grad is None  # the clip loss has no bias
 
 
 def test_missing_modality_masks_only_its_pairs():
@@ -127,7 +127,7 @@ def test_pairs_with_fewer_than_two_rows_add_nothing():
     assert set(per_pair) == {"image_text"}
     assert total.item() == pytest.approx(per_pair["image_text"].item())
     total.backward()
-    assert feats["audio"].grad is None and scale["audio_text"].grad.item() == 0.0
+    assert feats["audio"].grad is None and scale["audio_text"].grad is None
     nothing, none = ContrastiveLoss(PAIRS)(feats, {m: torch.zeros(B, dtype=torch.bool) for m in feats}, scale, bias)
     assert none == {} and nothing.item() == 0.0 and torch.isfinite(nothing)
 

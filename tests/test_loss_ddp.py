@@ -12,19 +12,24 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
+from mmpt.errors import ConfigError
 from mmpt.models import AudioConfig, ModelConfig, build_model
 from mmpt.train import distributed as D
 from mmpt.train.loss import ContrastiveLoss
 
 PAIRS = ["image_text", "audio_text", "image_audio"]
 WORLD = 2
-# Global batch of 8, rank 0 takes rows 0-3, rank 1 rows 4-7. Valid rows per pair and rank differ:
-# image-text 3 | 0, audio-text 2 | 3, image-audio 3 | 1; every rank still holds each modality somewhere.
+# Global batch of 8, rank 0 takes rows 0-3, rank 1 rows 4-7. Valid rows per pair and rank differ.
+# "dense": image-text 3 | 0, audio-text 2 | 3, image-audio 3 | 1; each rank holds every modality somewhere.
+# "sparse": rank 1 has no audio at all, so its audio tower is not run (needs find_unused_parameters).
 MASKS = {
-    "image": [1, 1, 1, 1, 1, 0, 0, 0],
-    "text": [1, 1, 1, 0, 0, 1, 1, 1],
-    "audio": [1, 0, 1, 1, 1, 1, 1, 1],
+    "dense": {"image": [1, 1, 1, 1, 1, 0, 0, 0], "text": [1, 1, 1, 0, 0, 1, 1, 1], "audio": [1, 0, 1, 1, 1, 1, 1, 1]},
+    "sparse": {"image": [1, 1, 0, 1, 1, 1, 0, 1], "text": [1, 1, 1, 1, 0, 1, 1, 1], "audio": [1, 0, 1, 1, 0, 0, 0, 0]},
 }
+MODALITIES = ("image", "text", "audio")
+# (masks, find_unused_parameters): the loop uses True; False checks every parameter gets a gradient.
+CASES = [("dense", False), ("dense", True), ("sparse", True)]
+KINDS = ("clip", "siglip")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -36,15 +41,15 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _global_batch(spec) -> dict:
+def _global_batch(spec, masks: str) -> dict:
     g = torch.Generator().manual_seed(0)
-    n = len(MASKS["image"])
+    n = 8
     batch = {
         "image": torch.randn(n, 3, spec.image_size, spec.image_size, generator=g),
         "text": torch.randint(0, 49408, (n, spec.context_length), generator=g),
         "audio": 0.1 * torch.randn(n, spec.clip_samples, generator=g),
     }
-    batch.update({f"{m}_mask": torch.tensor(v, dtype=torch.bool) for m, v in MASKS.items()})
+    batch.update({f"{m}_mask": torch.tensor(v, dtype=torch.bool) for m, v in MASKS[masks].items()})
     return batch
 
 
@@ -61,7 +66,7 @@ def _model() -> nn.Module:
 def _step(net: nn.Module, model: nn.Module, batch: dict, kind: str) -> dict:
     """One forward/backward; returns the loss, per-pair losses and every parameter's gradient."""
     model.zero_grad(set_to_none=True)
-    masks = {m: batch[f"{m}_mask"] for m in MASKS}
+    masks = {m: batch[f"{m}_mask"] for m in MODALITIES}
     loss_fn = ContrastiveLoss(PAIRS, {"audio_text": 0.5}, kind)
     total, per_pair = loss_fn(net(batch), masks, model.logit_scale, model.logit_bias)
     total.backward()
@@ -72,8 +77,8 @@ def _step(net: nn.Module, model: nn.Module, batch: dict, kind: str) -> dict:
 def _feature_grads(kind: str, rows: slice | None) -> dict:
     """Loss gradients w.r.t. raw features (ranks may hold unequal row counts: 3 | 5)."""
     g = torch.Generator().manual_seed(1)
-    feats = {m: F.normalize(torch.randn(8, 12, generator=g), dim=-1) for m in MASKS}
-    masks = {m: torch.tensor(v, dtype=torch.bool) for m, v in MASKS.items()}
+    feats = {m: F.normalize(torch.randn(8, 12, generator=g), dim=-1) for m in MODALITIES}
+    masks = {m: torch.tensor(v, dtype=torch.bool) for m, v in MASKS["dense"].items()}
     if rows is not None:
         feats, masks = {m: f[rows] for m, f in feats.items()}, {m: k[rows] for m, k in masks.items()}
     feats = {m: f.clone().requires_grad_(True) for m, f in feats.items()}
@@ -92,14 +97,21 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     info = D.setup_distributed("cpu")
     assert (info.rank, info.world_size, info.device.type) == (rank, WORLD, "cpu")
     try:
-        model = _model()
-        net = nn.parallel.DistributedDataParallel(model)  # find_unused_parameters=False: every param used
-        batch = _global_batch(model.spec)
-        half = slice(4 * rank, 4 * rank + 4)
-        local = {k: v[half] for k, v in batch.items()}
-        results = {kind: _step(net, model, local, kind) for kind in ("clip", "siglip")}
+        results = {}
+        for masks, find_unused in CASES:
+            model = _model()
+            net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused)
+            local = {k: v[4 * rank : 4 * rank + 4] for k, v in _global_batch(model.spec, masks).items()}
+            for kind in KINDS:
+                results[(masks, find_unused, kind)] = _step(net, model, local, kind)
         uneven = slice(0, 3) if rank == 0 else slice(3, 8)
-        results["features"] = {kind: _feature_grads(kind, uneven) for kind in ("clip", "siglip")}
+        results["features"] = {kind: _feature_grads(kind, uneven) for kind in KINDS}
+        rows = torch.arange(6.0).view(3, 2) if rank == 0 else 10 + torch.arange(10.0).view(5, 2)
+        rows.requires_grad_(True)
+        gathered = D.gather_with_grad(rows)
+        (gathered**2).sum().backward()
+        results["helpers"] = {"gathered": gathered.detach(), "grad": rows.grad,
+                              "sum": D.all_reduce_sum(torch.tensor([rank + 1.0]))}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         D.barrier()
     finally:
@@ -119,14 +131,15 @@ def ddp_results(tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
-@pytest.mark.parametrize("kind", ["clip", "siglip"])
-def test_ddp_loss_and_gradients_match_single_process(ddp_results, kind):
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("masks", "find_unused"), CASES)
+def test_ddp_loss_and_gradients_match_single_process(ddp_results, masks, find_unused, kind):
     assert not dist.is_initialized()
     model = _model()
-    ref = _step(model, model, _global_batch(model.spec), kind)
+    ref = _step(model, model, _global_batch(model.spec, masks), kind)
     assert set(ref["per_pair"]) == set(PAIRS)
     for res in ddp_results:
-        r = res[kind]
+        r = res[(masks, find_unused, kind)]
         torch.testing.assert_close(r["total"], ref["total"], atol=1e-5, rtol=1e-5)
         for p in PAIRS:
             torch.testing.assert_close(r["per_pair"][p], ref["per_pair"][p], atol=1e-5, rtol=1e-5)
@@ -136,12 +149,32 @@ def test_ddp_loss_and_gradients_match_single_process(ddp_results, kind):
     assert any(g.abs().sum() > 0 for n, g in ref["grads"].items() if n.startswith("audio."))
 
 
-@pytest.mark.parametrize("kind", ["clip", "siglip"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_uneven_rows_per_rank_give_single_process_feature_gradients(ddp_results, kind):
     ref = _feature_grads(kind, None)
     r0, r1 = (res["features"][kind] for res in ddp_results)
     for r in (r0, r1):
         torch.testing.assert_close(r["total"], ref["total"], atol=1e-6, rtol=1e-5)
-    for m in MASKS:  # each rank's feature grad is WORLD x its rows' share (DDP then averages params)
+    for m in MODALITIES:  # each rank's feature grad is WORLD x its rows' share (DDP then averages params)
         torch.testing.assert_close(torch.cat([r0[m], r1[m]]) / WORLD, ref[m], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close((r0["scale"] + r1["scale"]) / WORLD, ref["scale"], atol=1e-6, rtol=1e-5)
+
+
+def test_collective_helpers(ddp_results):
+    expected = torch.cat([torch.arange(6.0).view(3, 2), 10 + torch.arange(10.0).view(5, 2)])
+    for rank, res in enumerate(ddp_results):
+        h = res["helpers"]
+        assert torch.equal(h["gathered"], expected) and h["sum"].item() == 3.0
+        mine = expected[:3] if rank == 0 else expected[3:]
+        torch.testing.assert_close(h["grad"], 2 * WORLD * mine)  # both ranks' losses reach this rank's rows
+
+
+def test_setup_distributed_single_process_and_cuda_error(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    info = D.setup_distributed("cpu")
+    assert (info.rank, info.world_size, info.distributed) == (0, 1, False) and not dist.is_initialized()
+    assert D.is_main() and D.gather_with_grad(torch.ones(2)).shape == (2,)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA requested but no GPU is available"):
+        D.setup_distributed("cuda")

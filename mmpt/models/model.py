@@ -91,6 +91,13 @@ class MultimodalModel(nn.Module):
                 continue
             feats = self.encode(m, x.index_select(0, rows))
             out[m] = feats.new_zeros(n, feats.shape[1]).index_copy(0, rows, feats)
+        if out and torch.is_grad_enabled() and len(self.logit_scale):
+            # The heads are used by the loss, outside forward. Adding them with zero weight here puts
+            # them in forward's graph, so DDP(find_unused_parameters=True) does not mark them unused
+            # (and then "ready twice" when the loss's gradient arrives). Values are unchanged.
+            first = next(iter(out))
+            heads = torch.stack([*self.logit_scale.values(), *self.logit_bias.values()]).sum()
+            out[first] = out[first] + 0.0 * heads
         return out
 
     # -- parameters and utilities -----------------------------------------------------------------

@@ -90,13 +90,16 @@ def gather_with_grad(t: torch.Tensor, counts: list[int] | None = None) -> torch.
     """Concatenate `t` from all ranks along dim 0, rank order, with gradient flowing back to each rank.
 
     Ranks may hold different numbers of rows (`counts`, from gather_counts, saves one exchange if known):
-    rows are padded to the largest count for the exchange.
+    rows are padded to the largest count for the exchange. Backward runs a collective, so every rank
+    must backpropagate through the result, and `t` is made to require grad if it does not.
     """
     if not is_dist():
         return t
     from torch.distributed.nn.functional import all_gather
 
     counts = counts or gather_counts(t.shape[0], t.device)
+    if torch.is_grad_enabled() and not t.requires_grad:
+        t = t.detach().requires_grad_(True)  # keep the backward collective on this rank too
     most = max(counts)
     padded = t if t.shape[0] == most else torch.cat([t, t.new_zeros(most - t.shape[0], *t.shape[1:])])
     parts = all_gather(padded)

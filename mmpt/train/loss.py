@@ -1,9 +1,10 @@
 """Pairwise contrastive loss over the modality pairs present in a batch: CLIP InfoNCE or SigLIP.
 
 Each pair uses only the rows holding both of its modalities. Under DDP every rank gathers all ranks'
-features (with gradient) and masks, scores its own valid rows against every valid row, and scales its
-part by world_size / (global valid rows): DDP's gradient averaging then gives exactly the gradient of
-the single-process loss over the global batch, even when ranks hold different numbers of valid rows.
+features and masks (no gradient, so backward runs no collective of its own and cannot deadlock with
+DDP's all-reduces when ranks skip different towers), puts its own rows back in with gradient, and
+computes the whole global loss. Its own rows' gradient is scaled by world_size, so DDP's averaging
+yields exactly the single-process gradient over the global batch, whatever the valid rows per rank.
 """
 
 from __future__ import annotations
@@ -48,10 +49,9 @@ class ContrastiveLoss(nn.Module):
     """Weighted sum over `pairs` of symmetric InfoNCE ("clip") or sigmoid ("siglip") losses.
 
     Call with (features, masks, logit_scale, logit_bias) — the model's ParameterDicts — or with
-    (features, masks, model). Returns (total, {pair: loss}); the per-pair values are detached global
-    averages for logging. `total` carries the global loss value on every rank and this rank's share of
-    the gradient (see the module docstring). Pairs with fewer than 2 valid rows in the global batch add
-    nothing and are left out of the dict.
+    (features, masks, model). Returns (total, {pair: loss}): the global-batch values on every rank,
+    per pair detached for logging; `total`'s gradient is this rank's share (see the module docstring).
+    Pairs with fewer than 2 valid rows in the global batch add nothing and are left out of the dict.
     """
 
     def __init__(
@@ -89,12 +89,8 @@ class ContrastiveLoss(nn.Module):
 
         pairs = [p for p in self.pairs if all(m in features for m in pair_modalities(p))]
         used = [m for m in MODALITIES if any(m in pair_modalities(p) for p in pairs)]
-        # Keep every logit scale/bias of the trained pairs in the graph (zero-weighted), so each step
-        # touches the same parameters on every rank whichever pairs happen to be empty.
-        anchor = sum(0.0 * t for p in self.pairs for t in _pair_params(p, logit_scale, logit_bias))
         if not used:
-            zero = torch.zeros((), device=_device(features, logit_scale))
-            return zero + anchor, {}
+            return _zero(features, logit_scale), {}
 
         rank, world = D.get_rank(), D.get_world_size()
         n_local = features[used[0]].shape[0]
@@ -102,46 +98,42 @@ class ContrastiveLoss(nn.Module):
         offset = sum(counts[:rank])
         local_masks = torch.stack([_mask(masks, m, features[m]) for m in used], dim=1)
         all_masks = dict(zip(used, D.gather(local_masks, counts).unbind(1), strict=True))
-        gathered: dict[str, torch.Tensor] = {}
+        global_feats: dict[str, torch.Tensor] = {}
 
-        parts: dict[str, torch.Tensor] = {}  # this rank's share of each pair's global loss
-        for pair in pairs:
+        per_pair: dict[str, torch.Tensor] = {}
+        for pair in pairs:  # every branch below depends on global data only: same collectives on all ranks
             a, b = pair_modalities(pair)
             valid = all_masks[a] & all_masks[b]
             n_valid = int(valid.sum())
             if n_valid < 2:
                 continue
             for m in (a, b):
-                if m not in gathered:
-                    gathered[m] = D.gather_with_grad(features[m].float(), counts)
-            keys = valid.nonzero().squeeze(1)
-            local_valid = valid[offset : offset + n_local]
-            queries = local_valid.nonzero().squeeze(1)
-            labels = (valid.cumsum(0) - 1)[offset + queries]  # each query's column among the keys
-            fa, fb = features[a].float()[queries], features[b].float()[queries]
-            ka, kb = gathered[a][keys], gathered[b][keys]
+                if m not in global_feats:
+                    global_feats[m] = _global_features(features[m].float(), counts, offset, world)
+            fa, fb = global_feats[a][valid], global_feats[b][valid]
             scale = logit_scale[pair].clamp(max=self.max_logit_scale).exp()
+            logits = scale * fa @ fb.T
             if self.kind == "clip":
-                loss_sum = F.cross_entropy(scale * fa @ kb.T, labels, reduction="sum") + F.cross_entropy(
-                    scale * fb @ ka.T, labels, reduction="sum"
-                )
-                parts[pair] = loss_sum / (2 * n_valid)
+                labels = torch.arange(n_valid, device=logits.device)
+                per_pair[pair] = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
             else:
-                logits = scale * fa @ kb.T + logit_bias[pair]
-                signs = -torch.ones_like(logits)
-                signs[torch.arange(len(queries), device=logits.device), labels] = 1.0
-                parts[pair] = -F.logsigmoid(signs * logits).sum() / n_valid
+                signs = 2 * torch.eye(n_valid, device=logits.device, dtype=logits.dtype) - 1
+                per_pair[pair] = -F.logsigmoid(signs * (logits + logit_bias[pair])).sum() / n_valid
 
-        if not parts:
-            zero = torch.zeros((), device=_device(features, logit_scale))
-            return zero + anchor, {}
-        names = list(parts)
-        global_losses = D.all_reduce_sum(torch.stack([parts[p].detach() for p in names]))
-        per_pair = dict(zip(names, global_losses.unbind(0), strict=True))
-        local_total = world * sum(self.weights[p] * parts[p] for p in names)
-        global_total = sum(self.weights[p] * per_pair[p] for p in names)
-        total = local_total + (global_total - local_total.detach()) + anchor
-        return total, per_pair
+        if not per_pair:
+            return _zero(features, logit_scale), {}
+        total = sum(self.weights[p] * loss for p, loss in per_pair.items())
+        return total, {p: loss.detach() for p, loss in per_pair.items()}
+
+
+def _global_features(local: torch.Tensor, counts: list[int], offset: int, world: int) -> torch.Tensor:
+    """All ranks' rows (no gradient) with this rank's rows in place carrying world_size x their gradient."""
+    if world == 1:
+        return local
+    others = D.gather(local, counts)
+    extra = local * (world - 1)
+    mine = local + (extra - extra.detach())  # value exactly `local`, gradient x world
+    return torch.cat([others[:offset], mine, others[offset + local.shape[0] :]])
 
 
 def _mask(masks: Mapping[str, torch.Tensor], modality: str, feats: torch.Tensor) -> torch.Tensor:
@@ -151,14 +143,6 @@ def _mask(masks: Mapping[str, torch.Tensor], modality: str, feats: torch.Tensor)
     return mask.to(device=feats.device, dtype=torch.bool)
 
 
-def _pair_params(pair: str, scale: Mapping, bias: Mapping | None) -> list[torch.Tensor]:
-    found = [d[pair] for d in (scale, bias) if d is not None and pair in d]
-    return found
-
-
-def _device(features: Mapping[str, torch.Tensor], scale: Mapping) -> torch.device:
-    for t in features.values():
-        return t.device
-    for t in scale.values():
-        return t.device
-    return torch.device("cpu")
+def _zero(features: Mapping[str, torch.Tensor], scale: Mapping) -> torch.Tensor:
+    devices = [t.device for t in features.values()] + [t.device for t in scale.values()]
+    return torch.zeros((), device=devices[0] if devices else None)
