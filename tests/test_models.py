@@ -216,3 +216,16 @@ def test_load_state_names_mismatched_tensors(tiny, tmp_path):
         load_state(fewer, tmp_path / "ckpt" / "model.safetensors")
     with pytest.raises(ConfigError, match="no model config"):
         load_model(tmp_path / "empty")
+
+
+def test_image_text_towers_map_one_to_one_onto_open_clip(tiny):
+    """`clip.*` weights + the image-text logit scale load strictly into open_clip's CustomTextCLIP."""
+    from open_clip.model import CustomTextCLIP
+
+    oc = CustomTextCLIP(**tiny.config.clip).eval()
+    state = {k.removeprefix("clip."): v for k, v in tiny.state_dict().items() if k.startswith("clip.")}
+    oc.load_state_dict({**state, "logit_scale": tiny.logit_scale["image_text"].detach()}, strict=True)
+    x = _inputs(tiny.spec)
+    with torch.no_grad():
+        assert torch.equal(oc.encode_image(x["image"], normalize=True), tiny.encode_image(x["image"]))
+        assert torch.equal(oc.encode_text(x["text"], normalize=True), tiny.encode_text(x["text"]))
