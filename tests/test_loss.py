@@ -128,8 +128,11 @@ def test_pairs_with_fewer_than_two_rows_add_nothing():
     assert total.item() == pytest.approx(per_pair["image_text"].item())
     total.backward()
     assert feats["audio"].grad is None and scale["audio_text"].grad is None
+    feats = _features(3, requires_grad=True)
     nothing, none = ContrastiveLoss(PAIRS)(feats, {m: torch.zeros(B, dtype=torch.bool) for m in feats}, scale, bias)
-    assert none == {} and nothing.item() == 0.0 and torch.isfinite(nothing)
+    assert none == {} and nothing.item() == 0.0
+    nothing.backward()  # a batch with no usable pair still makes a (zero-gradient) training step
+    assert feats["image"].grad.abs().sum() == 0
 
 
 def test_logit_scale_is_clamped_at_max():

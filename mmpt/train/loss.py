@@ -144,5 +144,9 @@ def _mask(masks: Mapping[str, torch.Tensor], modality: str, feats: torch.Tensor)
 
 
 def _zero(features: Mapping[str, torch.Tensor], scale: Mapping) -> torch.Tensor:
-    devices = [t.device for t in features.values()] + [t.device for t in scale.values()]
-    return torch.zeros((), device=devices[0] if devices else None)
+    """A zero loss that still backpropagates (zero gradients) through whatever requires grad."""
+    tensors = [*features.values(), *scale.values()]
+    terms = [0.0 * t.float().sum() for t in tensors if t.requires_grad]
+    if terms:
+        return torch.stack(terms).sum()
+    return torch.zeros((), device=tensors[0].device if tensors else None)
