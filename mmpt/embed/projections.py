@@ -70,7 +70,13 @@ def compute_projection(vectors: np.ndarray, method: str, *, seed: int = 0, **par
     elif method == "umap":
         import umap  # slow to import (numba); only when asked for
 
-        options = {"n_neighbors": min(15, n - 1), "metric": "cosine", "random_state": seed, "n_jobs": 1, **params}
+        options = {
+            "n_neighbors": min(15, n - 1),
+            "metric": "cosine",
+            "random_state": seed,
+            "n_jobs": 1,
+            **params,
+        }
         coords = umap.UMAP(n_components=2, **options).fit_transform(vectors)
     elif method == "tsne":
         from sklearn.manifold import TSNE
