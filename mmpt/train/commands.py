@@ -13,7 +13,9 @@ def training_options(f):
     """Flags shared by every training verb; any other config field is reachable with --set."""
     options = [
         click.option("--data", "data", help="Lance dataset to train on."),
-        click.option("--run", "run", help="Run directory to create."),
+        click.option("--run", "--run-dir", "run",
+                     help="Run directory to create (under torchrun spell it --run-dir: torchrun's own "
+                          "parser takes --run for its --run-path)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML run config."),
         click.option("--epochs", type=int),
         click.option("--max-steps", type=int, help="Stop after this many optimiser steps."),
