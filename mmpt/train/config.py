@@ -161,7 +161,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"bad override {item!r}: no section {part!r}")
             node = node[part]
-        if leaf not in node and not parents[-1].endswith("weights"):
+        # a new key is fine inside a field's own table (pair_weights, storage_options, clip, ...): the
+        # strict from_dict below still rejects unknown keys of the typed sections
+        if leaf not in node and len(parents) < 2:
             raise ConfigError(f"bad override {item!r}: no key {leaf!r} in [{'.'.join(parents)}]")
         node[leaf] = value
     return RunConfig.from_dict(d)
