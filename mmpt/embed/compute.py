@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-@torch.no_grad()
 def compute_embeddings(
     model: nn.Module,
     dataset,
@@ -47,26 +47,91 @@ def compute_embeddings(
 
     Uses bf16 autocast on CUDA; decoding happens in DataLoader workers when num_workers > 0.
     """
+    wanted = [
+        m for m in (modalities or model.modalities) if m in model.modalities and m in dataset.modalities()
+    ]
+    out: dict[str, tuple[list, list, list]] = {m: ([], [], []) for m in wanted}
+    for _, batch in iter_embeddings(
+        model,
+        dataset,
+        wanted,
+        split=split,
+        rows=rows,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        progress=progress,
+    ):
+        for m, part in batch.items():
+            ids, labels, vecs = out[m]
+            ids.extend(part.ids)
+            labels.extend(part.labels)
+            vecs.append(part.vectors)
+    return {
+        m: SplitEmbeddings(ids, labels, np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32))
+        for m, (ids, labels, vecs) in out.items()
+    }
+
+
+def iter_embeddings(
+    model: nn.Module,
+    dataset,
+    modalities: list[str],
+    *,
+    split: str | None = None,
+    rows: np.ndarray | None = None,
+    batch_size: int = 128,
+    device: str | torch.device = "auto",
+    num_workers: int = 0,
+    progress: bool | tqdm = True,
+) -> Iterator[tuple[list[str], dict[str, SplitEmbeddings]]]:
+    """Per loader batch, its row ids and each modality's embeddings of the rows holding it (one decode pass).
+
+    `progress` may be a tqdm bar to advance (e.g. one bar over several calls); workers stop at the end.
+    """
     from mmpt.data.loader import build_loader
 
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    wanted = [m for m in (modalities or model.modalities) if m in model.modalities and m in dataset.modalities()]
     model.eval().to(dev)
-    loader = build_loader(dataset.lance, model.spec, wanted, split, batch_size, train=False, drop_last=False,
-                          num_workers=num_workers, rows=rows)
-    out: dict[str, tuple[list, list, list]] = {m: ([], [], []) for m in wanted}
-    bar = tqdm(total=loader.num_rows, disable=not progress, unit="row", desc="embed", dynamic_ncols=True)
-    for batch in loader:
-        batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            features = model(batch)
-        for m in wanted:
-            mask = batch[f"{m}_mask"].cpu().numpy()
-            ids, labels, vecs = out[m]
-            ids.extend(i for i, keep in zip(batch["ids"], mask, strict=True) if keep)
-            labels.extend(lab for lab, keep in zip(batch["labels"], mask, strict=True) if keep)
-            vecs.append(features[m].float().cpu().numpy()[mask])
-        bar.update(len(batch["ids"]))
-    bar.close()
-    return {m: SplitEmbeddings(ids, labels, np.concatenate(vecs) if vecs else np.zeros((0, 0), np.float32))
-            for m, (ids, labels, vecs) in out.items()}
+    loader = build_loader(
+        dataset,  # an MmptDataset carries its storage options to the workers
+        model.spec,
+        list(modalities),
+        split,
+        batch_size,
+        train=False,
+        drop_last=False,
+        num_workers=num_workers,
+        rows=rows,
+    )
+    own_bar = not isinstance(progress, tqdm)
+    bar = (
+        tqdm(total=loader.num_rows, disable=not progress, unit="row", desc="embed", dynamic_ncols=True)
+        if own_bar
+        else progress
+    )
+    try:
+        with loader:
+            for batch in loader:
+                yield batch["ids"], _embed_batch(model, batch, modalities, dev)
+                bar.update(len(batch["ids"]))
+    finally:
+        if own_bar:
+            bar.close()
+
+
+@torch.no_grad()
+def _embed_batch(
+    model: nn.Module, batch: dict, modalities: list[str], dev: torch.device
+) -> dict[str, SplitEmbeddings]:
+    """Run the towers on one batch (bf16 autocast on CUDA) and keep the rows holding each modality."""
+    tensors = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        features = model(tensors)
+    out = {}
+    for m in modalities:
+        mask = batch[f"{m}_mask"].numpy()
+        keep = np.flatnonzero(mask)
+        vectors = features[m].float().cpu().numpy()[mask] if m in features else np.zeros((0, 0), np.float32)
+        out[m] = SplitEmbeddings([batch["ids"][i] for i in keep], [batch["labels"][i] for i in keep], vectors)
+    return out
