@@ -242,3 +242,25 @@ def test_cli_errors_are_one_line(pretrained, demo_dataset, tmp_path, capsys):
             main(["finetune", "--from", str(pretrained), "--data", str(demo_dataset.uri), "--quiet", *extra])
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 1 and err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_a_stopped_fine_tune_resumes_with_the_same_frozen_parameters(pretrained, demo_dataset, tmp_path):
+    import threading
+
+    from mmpt.train.finetune import resume_finetune
+
+    cfg = _ft(pretrained, demo_dataset.uri, max_steps=4, batch_size=32, lr=1e-3, finetune={"freeze": ["text"]},
+              overrides=["train.early_stop_metric=''", "train.eval_after=false"])
+    stop = threading.Event()
+    run = tmp_path / "stopped"
+    first = finetune(cfg, run, progress=False, stop=stop,
+                     on_event=lambda e: stop.set() if e.get("kind") == "train" and e["step"] == 2 else None)
+    assert first.train.stopped and first.train.step == 2
+    resumed = resume_finetune(run, progress=False)
+    assert not resumed.train.stopped and resumed.train.step == 4
+    init, final = load_file(str(run / "init" / "model.safetensors")), _final_state(run)
+    text = [k for k in init if k.startswith("clip.text.")]
+    assert all(torch.equal(init[k], final[k]) for k in text)
+    assert not torch.equal(init["clip.visual.proj"], final["clip.visual.proj"])
+    with pytest.raises(ConfigError, match="is not a fine-tune run"):
+        resume_finetune(pretrained)
