@@ -6,9 +6,10 @@ accuracy on demo data before fine-tuning, after, and after WiSE-FT. Prints JSON.
 
 Throughput: the same model (image, text and a new audio tower, as when binding audio to a pretrained
 image-text pair) trains the same pairs (audio-text, image-audio) for the same steps, once with the image and
-text towers frozen and once with everything trainable. `*_samples_per_s` is the training loop's own figure
-(data loading included, first log window left out); `*_step_samples_per_s` times forward + backward +
-optimiser step on one batch already in memory (the model alone). Zero-shot: mean test accuracy over image
+text towers frozen and once with everything trainable, the runs alternated `--repeats` times (a shared
+machine's load changes). `*_samples_per_s` is the median of the training loop's own figure (data loading
+included, each run's first log window left out); `*_step_samples_per_s` times forward + backward +
+optimiser step on one batch already in memory (the model alone), the two models' steps interleaved. Zero-shot: mean test accuracy over image
 and audio of a briefly pretrained run, of its fine-tune with the text tower frozen, and of WiSE-FT at alpha.
 """
 
@@ -24,19 +25,25 @@ from pathlib import Path
 
 import torch
 
+from mmpt.train.config import RunConfig
 from mmpt.train.finetune import finetune, headline, resolve_finetune_config
 from mmpt.train.pretrain import pretrain, resolve_config
 
 
-def _loop_rate(run: Path) -> float:
-    """Mean samples/s of the loop's train events after the first (which includes start-up)."""
+def _loop_rates(run: Path) -> list[float]:
+    """samples/s of the loop's train events after the first (which includes start-up)."""
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    rates = [e["samples_per_s"] for e in events if e.get("kind") == "train"][1:]
-    return sum(rates) / max(1, len(rates))
+    return [e["samples_per_s"] for e in events if e.get("kind") == "train"][1:]
 
 
-def _step_rate(cfg, steps: int) -> float:
-    """Samples/s of forward + backward + optimiser step on one in-memory batch (model compute only)."""
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def _step_rates(cfgs: dict, steps: int) -> dict[str, float]:
+    """samples/s of forward + backward + optimiser step on one in-memory batch (the model alone), the
+    configurations' steps interleaved so that a change in machine load hits both alike."""
     from mmpt.data.loader import build_loader
     from mmpt.store.dataset import open_dataset
     from mmpt.train.finetune import load_source, resolve_freeze
@@ -44,43 +51,48 @@ def _step_rate(cfg, steps: int) -> float:
     from mmpt.train.loss import ContrastiveLoss
     from mmpt.train.optim import build_optimizer
 
-    src = load_source(cfg.finetune, seed=0)
-    apply_freeze(src.model, resolve_freeze(cfg.finetune, src), keep_trainable=src.fresh)
-    model = src.model
-    ds = open_dataset(cfg.data.dataset)
-    pairs = [p.replace("-", "_") for p in cfg.train.pairs]
-    mods = sorted({m for p in pairs for m in p.split("_")})
-    batch = next(iter(build_loader(ds.lance, model.spec, mods, "train", cfg.train.batch_size, train=True, seed=0)))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-    masks = {m: batch[f"{m}_mask"] for m in mods}
-    loss_fn = ContrastiveLoss(pairs, {}, "clip")
-    opt = build_optimizer(model, cfg.train)
-    model.train()
+    setups, batch = {}, None
+    for name, cfg in cfgs.items():
+        src = load_source(cfg.finetune, seed=0)
+        apply_freeze(src.model, resolve_freeze(cfg.finetune, src), keep_trainable=src.fresh)
+        model = src.model.to(device).train()
+        pairs = [p.replace("-", "_") for p in cfg.train.pairs]
+        mods = sorted({m for p in pairs for m in p.split("_")})
+        if batch is None:
+            ds = open_dataset(cfg.data.dataset)
+            batch = next(iter(build_loader(ds.lance, model.spec, mods, "train", cfg.train.batch_size, train=True,
+                                           seed=0)))
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        setups[name] = (model, build_optimizer(model, cfg.train), ContrastiveLoss(pairs, {}, "clip"),
+                        {m: batch[f"{m}_mask"] for m in mods})
 
-    def step() -> None:
+    def step(name: str) -> float:
+        model, opt, loss_fn, masks = setups[name]
+        t0 = time.perf_counter()
         loss, _ = loss_fn(model(batch), masks, model.logit_scale, model.logit_bias)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
 
-    step()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * cfg.train.batch_size / (time.perf_counter() - t0)
+    times: dict[str, list[float]] = {name: [] for name in setups}
+    for i in range(steps + 1):
+        for name in setups:
+            t = step(name)
+            if i:  # the first step of each is warm-up
+                times[name].append(t)
+    return {name: len(batch["ids"]) / _median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=600, help="demo dataset rows")
     ap.add_argument("--pretrain-steps", type=int, default=60)
-    ap.add_argument("--steps", type=int, default=30, help="fine-tuning steps per throughput run")
+    ap.add_argument("--steps", type=int, default=20, help="fine-tuning steps per throughput run")
+    ap.add_argument("--repeats", type=int, default=2, help="throughput runs per configuration, alternated")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--wise-alpha", type=float, default=0.5)
     ap.add_argument("--out", default="", help="working folder (default: a temp folder)")
@@ -113,16 +125,20 @@ def main() -> None:
     from mmpt.models.openclip_io import export_openclip
 
     pair, _ = export_openclip(load_run_model(out / "pretrained"), out / "pair.safetensors")
-    rates, step_rates = {}, {}
-    for name, freeze in (("frozen", ["image", "text"]), ("full", ["none"])):
-        cfg = resolve_finetune_config(source=str(pair), data=str(data.uri), max_steps=args.steps,
-                                      batch_size=args.batch_size, pairs=["audio-text", "image-audio"],
-                                      overrides=[*quick, "train.eval_after=false", "train.early_stop_metric=''",
-                                                 "data.val_split=''"],
-                                      finetune={"add": ["audio"], "freeze": freeze})
-        finetune(cfg, out / f"throughput-{name}", progress=False)
-        rates[name] = _loop_rate(out / f"throughput-{name}")
-        step_rates[name] = _step_rate(cfg, max(5, args.steps // 3))
+    cfgs = {name: resolve_finetune_config(source=str(pair), data=str(data.uri), max_steps=args.steps,
+                                          batch_size=args.batch_size, pairs=["audio-text", "image-audio"],
+                                          overrides=[*quick, "train.eval_after=false", "train.early_stop_metric=''",
+                                                     "data.val_split=''"],
+                                          finetune={"add": ["audio"], "freeze": freeze})
+            for name, freeze in (("frozen", ["image", "text"]), ("full", ["none"]))}
+    loop: dict[str, list[float]] = {name: [] for name in cfgs}
+    for r in range(args.repeats):  # alternate the runs so that a change in machine load hits both alike
+        for name, cfg in cfgs.items():
+            run = out / f"throughput-{name}-{r}"
+            finetune(RunConfig.from_dict(cfg.to_dict()), run, progress=False)
+            loop[name] += _loop_rates(run)
+    rates = {name: _median(v) for name, v in loop.items()}
+    step_rates = _step_rates(cfgs, max(5, args.steps // 2))
 
     report = {
         "frozen_samples_per_s": round(rates["frozen"], 1),
@@ -141,6 +157,7 @@ def main() -> None:
             for stage, rep in (("before", z.before), ("after", z.after), ("wise", wise))
         },
         "settings": {"rows": args.rows, "pretrain_steps": args.pretrain_steps, "steps": args.steps,
+                     "repeats": args.repeats,
                      "batch_size": args.batch_size, "preset": "tiny",
                      "finetune_steps": z.train.step, "best_step": z.train.best_step,
                      "pretrain_s": round(pretrain_s, 1), "zero_shot_finetune_s": round(zero_shot_s, 1)},

@@ -11,6 +11,7 @@ checkpoint file, or `hf:<folder>` (a pretrained HF text encoder with new image/a
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +250,8 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
     if not pairs_given and fc.task == "contrastive":
         ds = open_dataset(cfg.data.dataset, version=cfg.data.version or None)
         cfg.train.pairs = default_pairs(src.model, ds.modalities(), towers)
+    if not _is_main():  # other torchrun ranks build the same model (seeded) and leave the folder to rank 0
+        return RunDir(run), src.model
     run_dir = RunDir.create(run, cfg)
     save_model(src.model, run_dir.path / "init")
     (run_dir.path / "finetune.json").write_text(json.dumps(
@@ -257,18 +260,24 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
     return run_dir, src.model
 
 
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def finetune(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progress: bool = True,
              **train_kwargs: Any) -> FinetuneResult:
     """Fine-tune `cfg.finetune.source` on `cfg.data` into a new run folder; evaluate before and after."""
     if cfg.finetune is None:
         raise ConfigError("a fine-tune needs a [finetune] section (source, freeze policy, ...)")
+    if cfg.finetune.task == "classify" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("classification fine-tuning runs in one process: start it without torchrun")
     run_dir, model = prepare(cfg, run, pairs_given=pairs_given)
     if cfg.finetune.task == "classify":
         from mmpt.train.classify import train_classifier
 
         report = train_classifier(cfg, run_dir, model, progress=progress)
         return FinetuneResult(train=None, run=run_dir, after=report)
-    before = _evaluate(model, cfg, run_dir, "before", progress) if cfg.train.eval_after else None
+    before = _evaluate(model, cfg, run_dir, "before", progress) if cfg.train.eval_after and _is_main() else None
     return _train_and_report(cfg, run_dir, model, before, resume=False, progress=progress, **train_kwargs)
 
 
@@ -305,7 +314,7 @@ def _train_and_report(cfg: RunConfig, run_dir: RunDir, model: MultimodalModel, b
     result = train(cfg, run_dir, model=model, resume=resume, lr_scale=lr_scale_fn(model, fc.tower_lr, fc.layer_decay),
                    validate=validate, progress=progress, **train_kwargs)
     out = FinetuneResult(train=result, run=run_dir, before=before)
-    if result.stopped or not tc.eval_after:
+    if result.stopped or not tc.eval_after or not _is_main():
         return out
     from mmpt.eval.run import load_run_model
 
