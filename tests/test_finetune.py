@@ -182,6 +182,12 @@ def test_audio_tower_added_to_a_pretrained_image_text_pair(pretrained, demo_data
     assert torch.equal(final["clip.visual.proj"], pair["visual.proj"])
     assert torch.equal(final["clip.text.text_projection"], pair["text_projection"])
     assert not torch.equal(final["audio.vit.head.weight"], init["audio.vit.head.weight"])
+    # WiSE-FT at alpha 0: the pretrained pair comes back, the new tower (no pretrained value) stays fine-tuned
+    from mmpt.train.wise import wise_checkpoint
+
+    w0 = load_file(str(wise_checkpoint(run, 0.0) / "model.safetensors"))
+    assert all(torch.equal(w0[k], final[k]) for k in saved["fresh"])
+    assert torch.equal(w0["clip.visual.proj"], init["clip.visual.proj"])
 
 
 def test_bad_sources_and_policies_are_one_line_errors(pretrained, demo_dataset, tmp_path):

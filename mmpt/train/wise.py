@@ -3,11 +3,14 @@
 theta(alpha) = (1 - alpha) * theta_pretrained + alpha * theta_finetuned; alpha 0 is the starting point,
 1 the fine-tuned model. A fine-tune run keeps its starting weights in RUN/init/, so `wise_checkpoint`
 can write RUN/wise-<alpha>/ (a checkpoint folder any mmpt command loads) at any time after training.
+Parameters that started from a random init (an added tower, a new projection) have nothing to go back to
+and keep their fine-tuned values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -45,17 +48,22 @@ def wise_name(alpha: float) -> str:
     return f"wise-{alpha:g}"
 
 
-def wise_model(pretrained: nn.Module, finetuned: nn.Module, alpha: float) -> nn.Module:
-    """A model built like `finetuned` holding the interpolated weights (neither input is changed)."""
+def wise_model(pretrained: nn.Module, finetuned: nn.Module, alpha: float,
+               fresh: Iterable[str] = ()) -> nn.Module:
+    """A model built like `finetuned` holding the interpolated weights (neither input is changed);
+    `fresh` names parameters that were newly initialised, not pretrained (they keep the fine-tuned value)."""
     from mmpt.models import build_model
 
+    fresh = set(fresh)
+    start = {k: v for k, v in pretrained.state_dict().items() if k not in fresh}
     model = build_model(finetuned.config)
-    model.load_state_dict(interpolate(pretrained.state_dict(), finetuned.state_dict(), alpha))
+    model.load_state_dict(interpolate(start, finetuned.state_dict(), alpha))
     return model
 
 
 def wise_checkpoint(run: str | Path, alpha: float) -> Path:
-    """Write RUN/wise-<alpha>/ (model.safetensors + model.json) from RUN/init and the run's final weights."""
+    """Write RUN/wise-<alpha>/ (model.safetensors + model.json) from RUN/init and the run's final weights
+    (the new parameters listed in RUN/finetune.json keep their fine-tuned values)."""
     from mmpt.eval.run import load_run_model
     from mmpt.models.checkpoint import load_model, save_model
 
@@ -63,5 +71,7 @@ def wise_checkpoint(run: str | Path, alpha: float) -> Path:
     init = run / "init"
     if not (init / "model.safetensors").is_file():
         raise ConfigError(f"{run} has no starting weights in {init}: WiSE-FT needs a fine-tune run")
-    model = wise_model(load_model(init), load_run_model(run), alpha)
+    info = run / "finetune.json"
+    fresh = json.loads(info.read_text()).get("fresh", []) if info.is_file() else []
+    model = wise_model(load_model(init), load_run_model(run), alpha, fresh)
     return save_model(model, run / wise_name(alpha))
