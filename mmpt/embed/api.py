@@ -193,7 +193,9 @@ def _image(item: ImageInput):
 
 def _wave(item: AudioInput, sample_rate: int | None, target: int) -> torch.Tensor:
     """One audio input as a mono float32 waveform at `target` Hz."""
-    from mmpt.data.audio import _resampler, decode_audio
+    from torchaudio.functional import resample
+
+    from mmpt.data.audio import decode_audio
 
     if isinstance(item, str | Path | bytes | bytearray):
         data = item if isinstance(item, bytes | bytearray) else _read_file(Path(item))
@@ -209,7 +211,7 @@ def _wave(item: AudioInput, sample_rate: int | None, target: int) -> torch.Tenso
     if wave.ndim != 1 or wave.numel() == 0:
         raise DataError(f"expected a mono or multi-channel waveform, got shape {tuple(wave.shape)}")
     if sample_rate is not None and int(sample_rate) != target:
-        wave = _resampler(int(sample_rate), int(target))(wave)
+        wave = resample(wave, int(sample_rate), int(target))
     return wave
 
 
@@ -395,9 +397,9 @@ def embed_run(
     return written
 
 
-def embedded_rows(data: Any, run: str | Path, modality: str, name: str | None = None) -> int:
-    """How many rows hold the run's embedding of `modality` (0 when the column does not exist)."""
-    column = embedding_column(run_name(run, name) if name else _as_name(run), modality)
+def embedded_rows(data: Any, run: str | Path, modality: str) -> int:
+    """How many rows hold a run's embedding of `modality` (0 without the column); `run` is a folder or a name."""
+    column = embedding_column(_as_name(run), modality)
     lds = _open(data).lance
     return lds.count_rows(filter=f"`{column}` IS NOT NULL") if column in lds.schema.names else 0
 
