@@ -65,12 +65,12 @@ class FinetuneResult:
 
 # ---- sources ------------------------------------------------------------------------------------------------
 
-def load_source(fc: FinetuneConfig, *, base_model: str = "", seed: int = 0) -> Source:
+def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
     """Build the starting model of a fine-tune from `fc.source` (+ a new HF text tower and added towers)."""
     from mmpt.models.hf_text import hf_text_config
 
     torch.manual_seed(seed)  # new towers start the same way on every run
-    src = _load_base(fc.source, base_model or fc.source_model, fc.context_length)
+    src = _load_base(fc.source, fc.source_model, fc.context_length)
     cfg = src.model.config
     text_tower = fc.text_tower
     if text_tower:
