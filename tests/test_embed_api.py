@@ -6,6 +6,8 @@ import io
 import logging
 import os
 import shutil
+import threading
+import time
 
 import lance
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 import mmpt
 from mmpt.embed import columns
 from mmpt.embed.api import embed_run, load_model, run_name, search_run, search_text
+from mmpt.embed.compute import prefetched
 from mmpt.embed.export import EmbeddingWriter, staging_uri
 from mmpt.errors import ConfigError, DataError
 from mmpt.models import build_model, preset_config, save_model
@@ -303,3 +306,33 @@ def test_run_names():
     assert run_name("/x/runs/r1", name="custom-1") == "custom-1"
     with pytest.raises(DataError, match="run name"):
         run_name("/x/r", name="a b")
+
+
+def test_prefetch_thread_reraises_and_stops_when_closed():
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad blob")
+
+    got = []
+    with pytest.raises(ValueError, match="bad blob"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1, 2]
+
+    produced: list[int] = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    items = prefetched(endless(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    settled = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == settled <= 3 + 2 + 1  # consumed + queued + the one being built
+    assert not [t for t in threading.enumerate() if t.name == "mmpt-prefetch"]

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -87,7 +93,8 @@ def iter_embeddings(
 ) -> Iterator[tuple[list[str], dict[str, SplitEmbeddings]]]:
     """Per loader batch, its row ids and each modality's embeddings of the rows holding it (one decode pass).
 
-    `progress` may be a tqdm bar to advance (e.g. one bar over several calls); workers stop at the end.
+    Without workers, the next batches are decoded in a background thread while the model runs on the
+    current one. `progress` may be a tqdm bar to advance (one bar over several calls); workers stop at the end.
     """
     from mmpt.data.loader import build_loader
 
@@ -111,8 +118,8 @@ def iter_embeddings(
         else progress
     )
     try:
-        with loader:
-            for batch in loader:
+        with loader, closing(prefetched(loader) if num_workers == 0 else iter(loader)) as batches:
+            for batch in batches:
                 yield batch["ids"], _embed_batch(model, batch, modalities, dev)
                 bar.update(len(batch["ids"]))
     finally:
@@ -135,3 +142,46 @@ def _embed_batch(
         vectors = features[m].float().cpu().numpy()[mask] if m in features else np.zeros((0, 0), np.float32)
         out[m] = SplitEmbeddings([batch["ids"][i] for i in keep], [batch["labels"][i] for i in keep], vectors)
     return out
+
+
+def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Yield `items` while a background thread builds the next `depth` of them.
+
+    Decoding (PIL, soundfile, Lance reads) and the forward both release the GIL, so the two overlap on
+    spare cores without the seconds it takes a DataLoader worker process to start. Errors are re-raised
+    here; closing the generator stops the thread after the item it is building.
+    """
+    slots: queue.Queue = queue.Queue(depth)
+    stop, end = threading.Event(), object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the consumer
+            put((end, exc))
+
+    thread = threading.Thread(target=produce, name="mmpt-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
