@@ -8,9 +8,14 @@
    copied to host numpy as the export does).
 2. export: `embed_run` on a fresh copy of the dataset over the same rows and batch size: decode (in
    DataLoader workers when workers > 0) + forward + durable staging of each chunk + one commit per
-   column. The model is already in memory for both, so neither counts loading it.
+   column. The model is already in memory for both, so neither counts loading it. Without workers,
+   the next batches are decoded in a background thread (`mmpt.embed.compute.prefetched`).
+3. serial: decode then forward batch after batch in one thread, without staging (what the export
+   would do without its prefetch thread or workers).
 
-ratio = export_rows_per_s / forward_rows_per_s for the best worker count; the goal is >= 0.9.
+ratio = export_rows_per_s / forward_rows_per_s for the best worker count; the goal is >= 0.9. On a
+shared CPU the wall-clock figures drift with the load; CPU-time figures (this process only) are given
+for workers = 0, and `--threads` fixes torch's intra-op threads.
 """
 
 from __future__ import annotations
@@ -73,6 +78,17 @@ def forward_seconds(encoder: Encoder, batches: list[dict], modalities: list[str]
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def serial_seconds(encoder: Encoder, data: str, batch_size: int, modalities: list[str]) -> float:
+    """Seconds of decode then forward, batch after batch in one thread (no prefetch, no staging): the
+    reference for what overlapping the decode gains."""
+    ds = open_dataset(data)
+    loader = build_loader(ds, encoder.spec, modalities, None, batch_size, train=False, drop_last=False)
+    t0 = time.perf_counter()
+    for batch in loader:
+        _embed_batch(encoder.model, batch, modalities, encoder.device)
+    return time.perf_counter() - t0
+
+
 def export_seconds(
     encoder: Encoder, run: str, data: str, scratch: Path, batch_size: int, workers: int
 ) -> tuple[float, float]:
@@ -129,9 +145,10 @@ def main() -> None:
     forward_seconds(encoder, batches[:1], modalities)  # warm-up
     workers = [int(w) for w in args.workers.split(",")]
     inf = (float("inf"), float("inf"))
-    forward, export = inf, dict.fromkeys(workers, inf)
+    forward, export, serial = inf, dict.fromkeys(workers, inf), float("inf")
     for _ in range(args.repeats):  # interleaved, best of each: the machine's load drifts between passes
         forward = min(forward, forward_seconds(encoder, batches, modalities))
+        serial = min(serial, serial_seconds(encoder, data, args.batch_size, modalities))
         for w in workers:
             export[w] = min(export[w], export_seconds(encoder, run, data, scratch, args.batch_size, w))
     best = min(workers, key=lambda w: export[w][0])
@@ -156,6 +173,7 @@ def main() -> None:
                 "workers": best,
                 "export_rows_per_s_by_workers": {w: round(rows / export[w][0], 1) for w in workers},
                 **cpu,
+                "serial_decode_forward_rows_per_s": round(rows / serial, 1),
                 "decode_rows_per_s_one_core": round(rows / decode_s, 1),
                 "repeats": args.repeats,
                 "machine": {**measured_on, "load_1min_after": load_after},

@@ -126,6 +126,10 @@ def test_encoder_matches_the_dataset_columns(tiny_run, embedded, tmp_path):
         enc.embed_images([tmp_path / "missing.png"])
     with pytest.raises(DataError, match="list of strings"):
         enc.embed_text("a red circle")
+    with pytest.raises(DataError, match="list of images"):
+        enc.embed_images(pil[0])
+    with pytest.raises(DataError, match="list of clips"):
+        enc.embed_audio(waves[0])
 
 
 def test_embed_run_adds_columns_without_rewriting_blobs(tiny_run, data):

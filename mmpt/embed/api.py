@@ -147,6 +147,8 @@ class Encoder:
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """PIL images, image file paths or encoded bytes -> [N, D] (RGB, eval resize + centre crop)."""
+        if isinstance(images, str | Path | bytes) or hasattr(images, "getpixel"):
+            raise DataError("embed_images takes a list of images, not one image")
         if self._transform is None and "image" in self.modalities:
             from mmpt.data.transforms import build_image_transform
 
@@ -162,6 +164,9 @@ class Encoder:
         centre-cropped or repeat-padded to the model's clip length, as in the dataset loader.
         """
         from mmpt.data.audio import fit_length
+
+        if isinstance(clips, str | Path | bytes) or (getattr(clips, "ndim", 2) == 1):
+            raise DataError("embed_audio takes a list of clips, not one clip")
 
         def prepare(batch: list[Any]) -> torch.Tensor:
             waves = [_wave(c, sample_rate, self.spec.sample_rate) for c in batch]

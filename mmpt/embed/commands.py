@@ -129,7 +129,10 @@ def _format_hits(hits: list) -> str:
     "--id", "row_id", default=None, help="Query with a row's stored embedding (the row is left out)."
 )
 @click.option(
-    "--from-modality", default=None, help="Which embedding of the --id row to use (default: --modality)."
+    "--from-modality",
+    type=click.Choice(["image", "text", "audio"]),
+    default=None,
+    help="Which embedding of the --id row to use (default: --modality).",
 )
 @click.option(
     "--modality",
