@@ -48,7 +48,7 @@ def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
     """Start a new run in `run` and train it to the end (or until stopped); then evaluate on the test split."""
     run_dir = _create_on_main(run, cfg)
     result = train(cfg, run_dir, **kwargs)
-    _evaluate_after(cfg, result)
+    _evaluate_after(cfg, result, kwargs.get("progress", True))
     return result
 
 
@@ -66,7 +66,7 @@ def resume(run: str | Path, *, data: str | None = None, model: str | None = None
     if run_dir.latest_checkpoint() is None:
         raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again without --resume")
     result = train(cfg, run_dir, resume=True, **kwargs)
-    _evaluate_after(cfg, result)
+    _evaluate_after(cfg, result, kwargs.get("progress", True))
     return result
 
 
@@ -79,11 +79,11 @@ def _create_on_main(run: str | Path, cfg: RunConfig) -> RunDir:
     return RunDir(run)
 
 
-def _evaluate_after(cfg: RunConfig, result: TrainResult) -> None:
+def _evaluate_after(cfg: RunConfig, result: TrainResult, progress: bool = True) -> None:
     import os
 
     if result.stopped or not cfg.train.eval_after or int(os.environ.get("RANK", "0")) != 0:
         return
     from mmpt.eval.run import evaluate_run
 
-    evaluate_run(result.run.path, split=cfg.data.test_split, name="final")
+    evaluate_run(result.run.path, split=cfg.data.test_split, name="final", progress=progress)
