@@ -50,11 +50,14 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         try:
             return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            # A verb whose module is missing is listed but says why it cannot run.
-            @click.command(name=name, help=HELP.get(name, ""))
+        except ImportError as exc:
+            # A verb whose optional dependency is missing is still listed, and says why it cannot run.
+            reason = str(exc)
+
+            @click.command(name=name, help=HELP.get(name, ""),
+                           context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
             def unavailable() -> None:
-                raise MmptError(f"'mmpt {name}' is not available: {exc}")
+                raise MmptError(f"'mmpt {name}' is not available: {reason}")
 
             return unavailable
 
