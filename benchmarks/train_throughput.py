@@ -26,6 +26,12 @@ The machine may be shared: rounds alternate the trainers so that a change in oth
 the headline figures are medians over rounds (the ratio is the median of the per-round ratios), and each
 run also reports the CPU time its process tree (trainer and DataLoader workers) spent per sample over
 the measured steps, which depends much less on other load than wall time does.
+
+A third figure isolates the training step from data loading and start-up: in this one process, the same
+fixed batch (random pixels and tokens) goes through open_clip_train's step (open_clip.create_model on the
+same config, ClipLoss, AdamW with its parameter groups, clipping, logit-scale clamp) and mmpt's step
+(build_model, ContrastiveLoss, build_optimizer, clipping, clamp), in alternating blocks of steps; the
+figure is the median ms per step of each (`step_ms`), which is what the two trainers' compute costs.
 """
 
 from __future__ import annotations
@@ -61,11 +67,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (both trainers)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads (both)")
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of open_clip_train, mmpt, mmpt tri-modal")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of open_clip_train, mmpt, mmpt tri-modal")
     parser.add_argument("--rows", type=int, default=0,
                         help="demo rows to draw train rows from (default: just enough for warmup + steps batches)")
     parser.add_argument("--out", type=Path, help="work folder, kept (default: a temporary folder)")
     parser.add_argument("--no-trimodal", action="store_true", help="skip the tri-modal mmpt runs")
+    parser.add_argument("--step-blocks", type=int, default=8, help="alternating blocks of 10 steps, in-process")
     args = parser.parse_args()
 
     if args.out is None:
@@ -96,6 +103,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                / entry["open_clip_train"]["samples_per_s"], 3)
         entry["load_avg_1min_after"] = _load()
         rounds.append(entry)
+    torch_threads = int(env["OMP_NUM_THREADS"])
+    step_ms = step_comparison(work, args.batch_size, args.step_blocks, torch_threads)
 
     def median(run: str, key: str) -> float | None:
         values = [r[run][key] for r in rounds if r.get(run) and r[run].get(key) is not None]
@@ -128,6 +137,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "open_clip_train_cpu_ms_per_sample": cpu_oc,
         "cpu_ratio": round(cpu_oc / cpu_it, 3) if cpu_it and cpu_oc else None,  # > 1: mmpt needs less CPU
         "mmpt_trimodal_cpu_ms_per_sample": median("mmpt_trimodal", "cpu_ms_per_sample"),
+        "step_ms": step_ms,
+        "step_ratio": round(step_ms["open_clip_train"] / step_ms["mmpt"], 3),  # > 1: mmpt's step is faster
         "rounds": rounds,
     }
 
@@ -243,6 +254,74 @@ def open_clip_train_wrapper(config: str, oc_args: list[str]) -> None:
 
     open_clip.add_model_config(config)
     open_clip_main(oc_args)
+
+
+def step_comparison(work: Path, batch_size: int, blocks: int, threads: int) -> dict[str, float]:
+    """Median ms per training step of open_clip_train's step and mmpt's on one fixed batch, in this process."""
+    import math
+
+    import open_clip
+    import torch
+
+    from mmpt.models import build_model
+    from mmpt.models.config import ModelConfig
+    from mmpt.train.config import TrainConfig
+    from mmpt.train.loss import ContrastiveLoss
+    from mmpt.train.optim import build_optimizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    open_clip.add_model_config(str(work / "open_clip_config" / f"{OPEN_CLIP_MODEL}.json"))
+    oc_model = open_clip.create_model(OPEN_CLIP_MODEL)
+    # open_clip_train/main.py: no weight decay on gains, biases and the logit scale; torch's default AdamW.
+    no_decay = [p for n, p in oc_model.named_parameters()
+                if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n]
+    decay = [p for p in oc_model.parameters() if all(p is not q for q in no_decay)]
+    oc_opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": WD}],
+                               lr=LR, betas=BETAS, eps=EPS)
+    oc_loss = open_clip.ClipLoss()
+
+    model_cfg = ModelConfig()
+    mm_model = build_model(model_cfg)
+    mm_opt = build_optimizer(mm_model, TrainConfig(lr=LR, weight_decay=WD, betas=list(BETAS), eps=EPS))
+    mm_loss = ContrastiveLoss(["image_text"], None, "clip")
+    mm_params = [p for g in mm_opt.param_groups for p in g["params"]]
+
+    size, length = model_cfg.clip["vision_cfg"]["image_size"], model_cfg.clip["text_cfg"]["context_length"]
+    pixels, tokens = torch.randn(batch_size, 3, size, size), torch.randint(1, 49000, (batch_size, length))
+    ones = torch.ones(batch_size, dtype=torch.bool)
+    batch = {"image": pixels, "text": tokens, "image_mask": ones, "text_mask": ones}
+
+    def oc_step() -> None:
+        oc_opt.zero_grad(set_to_none=True)
+        oc_loss(*oc_model(pixels, tokens)).backward()
+        torch.nn.utils.clip_grad_norm_(oc_model.parameters(), GRAD_CLIP, norm_type=2.0)
+        oc_opt.step()
+        with torch.no_grad():
+            oc_model.logit_scale.clamp_(0, math.log(100))
+
+    def mm_step() -> None:
+        mm_opt.zero_grad(set_to_none=True)
+        loss, _ = mm_loss(mm_model(batch), {"image": ones, "text": ones}, mm_model.logit_scale, mm_model.logit_bias)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(mm_params, GRAD_CLIP)
+        mm_opt.step()
+        with torch.no_grad():
+            for p in mm_model.logit_scale.values():
+                p.clamp_(0, model_cfg.max_logit_scale)
+
+    def block(step: Callable[[], None], n: int = 10) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        return (time.perf_counter() - t0) / n * 1e3
+
+    block(oc_step, 3), block(mm_step, 3)  # warm-up
+    times: dict[str, list[float]] = {"open_clip_train": [], "mmpt": []}
+    for _ in range(blocks):
+        times["open_clip_train"].append(block(oc_step))
+        times["mmpt"].append(block(mm_step))
+    return {k: round(statistics.median(v), 1) for k, v in times.items()}
 
 
 # ---- helpers -------------------------------------------------------------------------------------------

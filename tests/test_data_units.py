@@ -14,7 +14,7 @@ from mmpt.data.audio import decode_audio, fit_length
 from mmpt.data.collate import stack_with_mask
 from mmpt.data.sampler import ShardedBatchSampler
 from mmpt.data.seeding import private_rng, reseed, row_seeds
-from mmpt.data.transforms import build_image_transform, decode_image
+from mmpt.data.transforms import BatchNormalize, build_image_transform, decode_image, split_batch_normalize
 from mmpt.errors import ConfigError, DataError
 from mmpt.models.spec import InputSpec
 
@@ -86,6 +86,32 @@ def test_image_transform_eval_and_seeded_augmentation() -> None:
         reseed(3)
         train_t(image)
     assert torch.equal(before, torch.get_rng_state())  # the caller's RNG is untouched
+
+
+def test_batch_normalize_is_bit_identical_to_the_per_image_transform() -> None:
+    spec = InputSpec(image_size=16)
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)) for i in range(5)]
+    for augment in (False, True, {"scale": (0.3, 0.8)}, {"use_timm": True}):
+        transform = build_image_transform(spec, augment)
+        steps, normalize = split_batch_normalize(transform)
+        assert isinstance(normalize, BatchNormalize)
+        expected, pixels = [], []
+        for seed, image in enumerate(images):
+            with private_rng():
+                reseed(seed)
+                expected.append(transform(image))
+            with private_rng():
+                reseed(seed)
+                pixels.append(BatchNormalize.as_pixels(steps(image), 16))
+        pixels[2], expected[2] = None, torch.zeros(3, 16, 16)  # a missing image is all zeros
+        out, mask = normalize(pixels, 16)
+        assert torch.equal(out, torch.stack(expected)), augment  # exactly, not approximately
+        assert mask.tolist() == [True, True, False, True, True]
+    with pytest.raises(ValueError, match="expected \\(16, 16, 3\\)"):
+        BatchNormalize.as_pixels(images[0], 16)
+    # with random erasing, timm's pipeline does not end in ToTensor + Normalize: it keeps the per-image path
+    assert split_batch_normalize(build_image_transform(spec, {"use_timm": True, "re_prob": 0.5})) is None
 
 
 def test_row_seeds_depend_on_every_coordinate() -> None:

@@ -19,7 +19,7 @@ from mmpt.data.audio import decode_audio, fit_length
 from mmpt.data.collate import stack_with_mask
 from mmpt.data.sampler import BatchItem
 from mmpt.data.seeding import private_rng, reseed, row_seeds
-from mmpt.data.transforms import build_image_transform, decode_image
+from mmpt.data.transforms import build_image_transform, decode_image, split_batch_normalize
 from mmpt.models.spec import InputSpec
 from mmpt.models.tokenizer import build_tokenizer
 from mmpt.store.schema import ID, LABEL, TEXT, sha_column
@@ -54,11 +54,12 @@ class LanceBatchReader(Dataset):
         self.image_augment = image_augment if train else False
         self.verify_sha256 = verify_sha256
         self._ds = dataset
-        self._tokenizer = self._image_transform = None
+        self._tokenizer = self._image_transform = self._batch_normalize = None
 
     def __getstate__(self) -> dict:
         # Never pickle the LanceDataset or the built transforms: workers rebuild them lazily.
-        return {**self.__dict__, "_ds": None, "_tokenizer": None, "_image_transform": None}
+        return {**self.__dict__, "_ds": None, "_tokenizer": None, "_image_transform": None,
+                "_batch_normalize": None}
 
     @property
     def lance(self) -> lance.LanceDataset:
@@ -92,7 +93,10 @@ class LanceBatchReader(Dataset):
                 except Exception as exc:  # a corrupt blob must not stop training: mark it missing
                     failures.append((modality, table[ID][i], f"{type(exc).__name__}: {exc}"))
                     values.append(None)
-            batch[modality], batch[f"{modality}_mask"] = stack_with_mask(values, *self._shape(modality))
+            if modality == "image" and self._batch_normalize is not None:  # values are uint8 arrays
+                batch[modality], batch[f"{modality}_mask"] = self._batch_normalize(values, self.spec.image_size)
+            else:
+                batch[modality], batch[f"{modality}_mask"] = stack_with_mask(values, *self._shape(modality))
         batch[FAILURES] = failures
         return batch
 
@@ -117,20 +121,27 @@ class LanceBatchReader(Dataset):
 
     def _decode(
         self, modality: str, blob: bytes | None, sha: str | None, seed: int | None
-    ) -> torch.Tensor | None:
+    ) -> torch.Tensor | np.ndarray | None:
         if blob is None:
             return None
         if sha is not None and hashlib.sha256(blob).hexdigest() != sha:
             raise ValueError("sha256 mismatch")
         if modality == "image":
             if self._image_transform is None:
-                self._image_transform = build_image_transform(self.spec, self.image_augment)
+                # The per-image part of open_clip's transform; ToTensor + Normalize then run once per batch.
+                transform = build_image_transform(self.spec, self.image_augment)
+                split = split_batch_normalize(transform)
+                self._image_transform, self._batch_normalize = split if split else (transform, None)
             image = decode_image(blob)
             if seed is None or not self.image_augment:
-                return self._image_transform(image)
-            with private_rng():
-                reseed(seed)
-                return self._image_transform(image)
+                image = self._image_transform(image)
+            else:
+                with private_rng():
+                    reseed(seed)
+                    image = self._image_transform(image)
+            if self._batch_normalize is None:
+                return image
+            return self._batch_normalize.as_pixels(image, self.spec.image_size)
         wave = decode_audio(blob, self.spec.sample_rate)
         rng = np.random.default_rng(seed) if seed is not None else None
         return fit_length(wave, self.spec.clip_samples, rng)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -22,7 +24,7 @@ def build_image_transform(spec: InputSpec, augment: bool | dict[str, Any] = Fals
     """open_clip's transform at the tower's size: eval resize + centre crop, or its train-time augmentation.
 
     `augment` True uses open_clip's default train transform; a dict is passed as open_clip's `aug_cfg`
-    (e.g. {"scale": (0.5, 1.0), "color_jitter": 0.4}).
+    (e.g. {"scale": (0.5, 1.0), "color_jitter": (0.4, 0.4, 0.4, 0.1), "color_jitter_prob": 0.8}).
     """
     from open_clip.transform import image_transform
 
@@ -47,3 +49,53 @@ def decode_image(data: bytes) -> Image.Image:
     """Decode encoded image bytes (PNG, JPEG, ...) fully into an RGB PIL image."""
     with Image.open(io.BytesIO(data)) as img:
         return img.convert("RGB")
+
+
+@dataclass(frozen=True)
+class BatchNormalize:
+    """ToTensor + Normalize over a whole batch of equally sized RGB images, in one pass.
+
+    Each element gets the very operations torchvision applies per image (uint8 -> float32, / 255, - mean,
+    / std), so the result is bit-identical to stacking the per-image transform's outputs, for about a third
+    of the CPU time: the per-image tensor conversions dominate decoding small images.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, images: Sequence[np.ndarray | None], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 [size, size, 3] arrays (see `as_pixels`) -> [B, 3, size, size] float32 (zeros where an
+        image is None) and the Bool[B] presence mask."""
+        mask = torch.tensor([image is not None for image in images], dtype=torch.bool)
+        pixels = np.zeros((len(images), size, size, 3), dtype=np.uint8)
+        for i, image in enumerate(images):
+            if image is not None:
+                pixels[i] = image
+        out = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
+        out.sub_(torch.tensor(self.mean).view(1, -1, 1, 1)).div_(torch.tensor(self.std).view(1, -1, 1, 1))
+        out[~mask] = 0.0
+        return out, mask
+
+    @staticmethod
+    def as_pixels(image: Image.Image, size: int) -> np.ndarray:
+        """An image from the per-image steps as uint8 [size, size, 3]; ValueError if it has another shape."""
+        pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        if pixels.shape != (size, size, 3):
+            raise ValueError(f"image transform gave shape {pixels.shape}, expected ({size}, {size}, 3)")
+        return pixels
+
+
+def split_batch_normalize(transform: ImageTransform) -> tuple[Callable[[Image.Image], Image.Image], BatchNormalize] | None:
+    """open_clip's Compose(..., ToTensor, Normalize) as (its per-image PIL steps, the batch normalisation).
+
+    None when the pipeline does not end that way (e.g. timm's, whose random erasing follows Normalize).
+    """
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    steps = getattr(transform, "transforms", None)
+    if not isinstance(transform, Compose) or not steps or len(steps) < 2:
+        return None
+    to_tensor, normalize = steps[-2], steps[-1]
+    if not isinstance(to_tensor, ToTensor) or not isinstance(normalize, Normalize):
+        return None
+    return Compose(steps[:-2]), BatchNormalize(tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
