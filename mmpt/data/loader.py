@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,10 @@ from mmpt.data.sampler import ShardedBatchSampler, split_positions
 from mmpt.errors import DataError
 from mmpt.models.spec import InputSpec
 from mmpt.store.schema import MODALITIES
+
+# Modules the forkserver imports once; each worker is then forked from it with torch, Lance and open_clip
+# already loaded, instead of importing them itself (about 4 s of CPU per worker on a small machine).
+WORKER_PRELOAD = ["mmpt.data.reader", "open_clip"]
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +101,7 @@ class BatchLoader:
             sampler=self.sampler,
             collate_fn=_whole_batch,
             num_workers=self.num_workers,
-            multiprocessing_context="forkserver" if workers else None,
+            multiprocessing_context=worker_context() if workers else None,
             persistent_workers=workers,
             prefetch_factor=2 if workers else None,
             pin_memory=torch.cuda.is_available(),
@@ -166,6 +171,19 @@ def build_loader(
         dataset=ds,
     )
     return BatchLoader(reader, sampler, num_workers=num_workers)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The forkserver context DataLoader workers start from, preloading WORKER_PRELOAD.
+
+    Calling it early (before building the model) starts the server, so its imports overlap the caller's.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return ctx
 
 
 def _open(dataset: Any, options: dict[str, str] | None) -> tuple[lance.LanceDataset, dict[str, str] | None]:

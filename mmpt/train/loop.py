@@ -66,7 +66,7 @@ def train(
     `lr_scale` maps a parameter name to an lr multiplier (per-tower / layer-wise lr in fine-tuning);
     `validate` computes extra validation metrics (the early-stopping metric among them).
     """
-    from mmpt.data.loader import build_loader
+    from mmpt.data.loader import build_loader, worker_context
     from mmpt.models import build_model
     from mmpt.models.checkpoint import load_state
     from mmpt.store.dataset import open_dataset
@@ -78,6 +78,8 @@ def train(
     restore_signals = _install_signal_handlers(stop)
     try:
         _seed_everything(tc.seed)
+        if dc.num_workers:
+            worker_context()  # DataLoader workers' server imports torch/Lance/open_clip while we build the model
 
         # ---- data: pin the dataset version so every rank and every resume reads the same rows ----------
         ds = open_dataset(dc.dataset, version=dc.version or None, storage_options=dc.storage_options or None)
