@@ -2,6 +2,7 @@
 
     python benchmarks/embed.py                          # 2000 demo rows, tiny model, batch 256, workers 0/1/2
     python benchmarks/embed.py --run RUN --rows 5000    # a trained run's model instead of a fresh tiny one
+    python benchmarks/embed.py --model small --rows 512 --workers 0   # a fresh model of another preset
 
 1. forward: the loader's batches (all of image, text and audio) are decoded into memory first, then only
    the model's forward on them is timed (`model(batch)` under no_grad, bf16 autocast on CUDA, outputs
@@ -110,8 +111,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--workers", default="0,1,2", help="DataLoader worker counts to try for the export.")
     parser.add_argument(
-        "--run", default=None, help="A trained run or checkpoint (default: a fresh tiny model)."
+        "--run", default=None, help="A trained run or checkpoint (default: a fresh model of --model)."
     )
+    parser.add_argument("--model", default="tiny", help="Preset of the fresh model when --run is not given.")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
         "--repeats", type=int, default=2, help="Interleaved passes of each measurement (best kept)."
@@ -134,7 +136,7 @@ def main() -> None:
     if run is None:
         torch.manual_seed(0)
         run = str(
-            save_model(build_model(preset_config("tiny")), scratch / "tiny" / "checkpoints" / "step-0000000")
+            save_model(build_model(preset_config(args.model)), scratch / args.model / "checkpoints" / "step-0000000")
         )
     encoder = load_model(run, args.device)
     device = pick_device(args.device)
@@ -165,7 +167,7 @@ def main() -> None:
             {
                 "rows": rows,
                 "batch_size": args.batch_size,
-                "model": "tiny (untrained)" if args.run is None else args.run,
+                "model": f"{args.model} (untrained)" if args.run is None else args.run,
                 "modalities": modalities,
                 "forward_rows_per_s": round(rows / forward[0], 1),
                 "export_rows_per_s": round(rows / export[best][0], 1),
