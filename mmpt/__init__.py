@@ -5,8 +5,7 @@ The public Python API is imported lazily so that `import mmpt` stays cheap (no t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmpt.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -17,12 +16,5 @@ _API: dict[str, str] = {
     "embeddings": "mmpt.embed.api:embeddings",
 }
 
-__all__ = [*_API, "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    target = _API.get(name)
-    if target is None:
-        raise AttributeError(f"module 'mmpt' has no attribute {name!r}")
-    module, attr = target.split(":")
-    return getattr(importlib.import_module(module), attr)
+__all__, __getattr__ = lazy_exports(__name__, _API)
+__all__ += ["__version__"]

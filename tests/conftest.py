@@ -1,8 +1,9 @@
-"""Shared fixtures: a small demo dataset built once per test session in a temp folder."""
+"""Shared fixtures: a small demo dataset built once per test session in a temp folder, one torch thread."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mmpt.store.dataset import MmptDataset
 from mmpt.store.synthetic import make_demo_dataset
@@ -38,3 +39,12 @@ def tiny_run(demo_dataset: MmptDataset, tmp_path_factory: pytest.TempPathFactory
                          overrides=["train.warmup_steps=10", "train.log_every=20", "train.ckpt_every=1000",
                                     "data.num_workers=0", "train.eval_after=false"])
     return pretrain(cfg, tmp_path_factory.mktemp("tiny_run") / "run", progress=False).run.path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on a loaded shared box, 2 OpenMP threads can be ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,13 +19,7 @@ B, D = 7, 16
 LOG10 = math.log(10.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a loaded shared box, 2 OpenMP threads can be ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _heads(scale: float = LOG10, bias: float = -3.0):

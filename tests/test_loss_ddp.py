@@ -32,13 +32,7 @@ CASES = [("dense", False), ("dense", True), ("sparse", True)]
 KINDS = ("clip", "siglip")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a loaded shared box, 2 OpenMP threads can be ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _global_batch(spec, masks: str) -> dict:

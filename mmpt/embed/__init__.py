@@ -7,8 +7,7 @@ Names are imported on first use so that `import mmpt.embed` stays cheap (no skle
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmpt.lazy import lazy_exports
 
 _API: dict[str, str] = {
     "write_embeddings": "mmpt.embed.columns",
@@ -25,11 +24,4 @@ _API: dict[str, str] = {
     "start_projection": "mmpt.embed.projections",
 }
 
-__all__ = list(_API)
-
-
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmpt.embed' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__, __getattr__ = lazy_exports(__name__, _API)

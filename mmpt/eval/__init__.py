@@ -7,8 +7,7 @@ import them from it: `from mmpt.eval.zero_shot import zero_shot`, `from mmpt.eva
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmpt.lazy import lazy_exports
 
 _API: dict[str, str] = {
     "class_text_embeddings": "mmpt.eval.zero_shot",
@@ -29,11 +28,4 @@ _API: dict[str, str] = {
     "write_html": "mmpt.eval.html",
 }
 
-__all__ = list(_API)
-
-
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmpt.eval' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__, __getattr__ = lazy_exports(__name__, _API)

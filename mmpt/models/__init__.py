@@ -5,8 +5,7 @@ Names are imported lazily so that importing `mmpt.models.spec` (e.g. in data wor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmpt.lazy import lazy_exports
 
 _API: dict[str, str] = {
     "AudioConfig": "mmpt.models.config",
@@ -24,11 +23,4 @@ _API: dict[str, str] = {
     "load_state": "mmpt.models.checkpoint",
 }
 
-__all__ = list(_API)
-
-
-def __getattr__(name: str) -> Any:
-    module = _API.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mmpt.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__all__, __getattr__ = lazy_exports(__name__, _API)
