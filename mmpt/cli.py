@@ -12,6 +12,7 @@ from mmpt.errors import MmptError
 # verb -> "module:attribute" of its click command; imported only when the verb runs, so `mmpt --help` is quick.
 VERBS: dict[str, str] = {
     "demo": "mmpt.demo:demo_command",
+    "doctor": "mmpt.doctor:doctor_command",
     "ingest": "mmpt.store.commands:ingest_command",
     "data": "mmpt.store.commands:data_group",
     "pretrain": "mmpt.train.commands:pretrain_command",
@@ -25,6 +26,7 @@ VERBS: dict[str, str] = {
 
 HELP = {
     "demo": "Build the demo dataset, pretrain the tiny model on it, evaluate and report.",
+    "doctor": "Check the environment: versions, compiled ops, devices, extras.",
     "ingest": "Turn a manifest, folder tree or table into an mmpt Lance dataset.",
     "data": "Inspect a dataset (data info).",
     "pretrain": "Pretrain a contrastive text-image-audio model from a Lance dataset.",
@@ -51,6 +53,8 @@ class LazyGroup(click.Group):
         try:
             return getattr(importlib.import_module(module), attr)
         except ImportError as exc:
+            if broken_environment(exc):
+                raise
             # A verb whose optional dependency is missing is still listed, and says why it cannot run.
             reason = str(exc)
 
@@ -88,3 +92,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (OSError, ImportError, RuntimeError) as exc:
+        # A compiled dependency that fails to load (a torch/torchaudio mismatch) is one line with its fix.
+        line = broken_environment(exc)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        sys.exit(1)
+
+
+def broken_environment(exc: BaseException) -> str | None:
+    """The one-line diagnosis when `exc` is a compiled library failing to load, else None."""
+    from mmpt.binaries import diagnose_load_error
+
+    return diagnose_load_error(exc)

@@ -27,6 +27,9 @@ def run_demo(
     echo: Echo = click.echo,
 ) -> dict[str, Any]:
     """Build the demo dataset in `out`, pretrain the tiny preset on it, evaluate before/after, search; return figures."""
+    from mmpt.binaries import require_compiled
+
+    require_compiled()  # a broken torch/torchaudio pair fails here, before minutes of work
     import torch
 
     from mmpt.eval.run import evaluate_model, load_report_if_any

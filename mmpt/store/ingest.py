@@ -53,12 +53,18 @@ class IngestResult:
             kinds = Counter(r["kind"] for r in self.rejected)
             lines.append(f"rejected {len(self.rejected):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
             for item in self.rejected[:5]:
-                lines.append(f"  row {item['row']} ({item['id']}): {item['reason']}")
+                lines.append(f"  {rejection_line(item)}")
             if len(self.rejected) > 5:
                 lines.append(f"  ... {len(self.rejected) - 5:,} more")
         if self.report_path:
             lines.append(f"report: {self.report_path}")
         return "\n".join(lines)
+
+
+def rejection_line(item: dict[str, Any]) -> str:
+    """One rejected row on one line, naming the file (or column) that failed: `row 11 (id) audio FILE: reason`."""
+    where = f" {item['modality']} {item['file']}" if item.get("file") else ""
+    return f"row {item['row']} ({item['id']}){where}: {item['reason']}"
 
 
 def report_path_for(out: str | Path) -> str:
@@ -128,9 +134,10 @@ def ingest(
             for result in results:
                 if "rejected" in result:
                     item = {"row": result["row"], "id": result["id"], "source": result["source"],
+                            "modality": result.get("modality"), "file": result.get("file"),
                             "kind": result["rejected"], "reason": result["reason"]}
                     if strict:
-                        raise DataError(f"row {item['row']} ({item['id']}): {item['reason']} (--strict: nothing written)")
+                        raise DataError(f"{rejection_line(item)} (--strict: nothing written)")
                     rejected.append(item)
                 else:
                     good.append(result)

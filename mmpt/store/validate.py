@@ -21,11 +21,15 @@ from mmpt.store.splits import DEFAULT_RATIOS, normalise_split, split_for_id
 
 
 class Rejection(Exception):
-    """Why one input row cannot be written: a short kind (for totals) and a one-line reason."""
+    """Why one input row cannot be written: a short kind (for totals), a one-line reason, and what failed.
 
-    def __init__(self, kind: str, reason: str):
+    `modality` and `file` name the value that failed (its path or URI, or the column it came from), so the
+    report sends the user to the right file rather than to the row's first path.
+    """
+
+    def __init__(self, kind: str, reason: str, modality: str | None = None, file: str | None = None):
         super().__init__(kind, reason)
-        self.kind, self.reason = kind, reason
+        self.kind, self.reason, self.modality, self.file = kind, reason, modality, file
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,12 @@ def check_row(row: dict[str, Any], options: CheckOptions = CheckOptions()) -> di
         return _check(row, options)
     except Rejection as rejection:
         return {"row": row["row"], "id": row.get("id"), "source": row.get("source"),
-                "rejected": rejection.kind, "reason": rejection.reason}
+                "rejected": rejection.kind, "reason": rejection.reason,
+                "modality": rejection.modality, "file": rejection.file}
     except Exception as exc:  # noqa: BLE001 - nothing is lost silently: every failure becomes a reported row
         return {"row": row["row"], "id": row.get("id"), "source": row.get("source"),
-                "rejected": "error", "reason": f"{type(exc).__name__}: {_clean(str(exc))}"}
+                "rejected": "error", "reason": f"{type(exc).__name__}: {_clean(str(exc))}",
+                "modality": None, "file": None}
 
 
 def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
@@ -59,13 +65,14 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
         raise Rejection("missing_id", "row has no id")
     row_id = str(row_id)
 
-    image = _load(row.get("image"), "image")
-    if image is not None:
-        _check_image(image)
-    audio = _load(row.get("audio"), "audio")
-    if audio is not None:
-        _check_audio(audio)
-    text = _text(row.get("text"), row.get("text_path"))
+    image = _blob(row.get("image"), "image", _check_image)
+    audio = _blob(row.get("audio"), "audio", _check_audio)
+    try:
+        text = _text(row.get("text"), row.get("text_path"))
+    except Rejection as rejection:
+        rejection.modality = "text"
+        rejection.file = row.get("text_path") or "text column"
+        raise
     if image is None and audio is None and text is None:
         raise Rejection("no_modality", "row has no image, audio or text")
 
@@ -95,6 +102,28 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
 # --- loading -----------------------------------------------------------------------------------------
 
 _FILESYSTEMS: dict[str, Any] = {}
+
+
+def _blob(ref: Any, modality: str, check: Any) -> bytes | None:
+    """Load and decode one modality's value; a failure is tagged with the modality and the file that failed."""
+    try:
+        data = _load(ref, modality)
+        if data is not None:
+            check(data)
+        return data
+    except Rejection as rejection:
+        rejection.modality = modality
+        rejection.file = describe_ref(ref, modality)
+        raise
+
+
+def describe_ref(ref: Any, modality: str) -> str:
+    """Where a value came from, for a report: its path or URI, else the column that held the bytes."""
+    if isinstance(ref, dict) and isinstance(ref.get("path"), str) and ref.get("path"):
+        return ref["path"]
+    if isinstance(ref, str | Path):
+        return str(ref)
+    return f"{modality} column (in-memory {type(ref).__name__})"
 
 
 def _load(ref: Any, modality: str) -> bytes | None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmpt.binaries import require_compiled
 from mmpt.errors import ConfigError, DataError
 from mmpt.models.config import MODALITIES, ModelConfig, model_pairs
 from mmpt.models.model import MultimodalModel, build_model
@@ -271,6 +272,7 @@ def finetune(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progr
         raise ConfigError("a fine-tune needs a [finetune] section (source, freeze policy, ...)")
     if cfg.finetune.task == "classify" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("classification fine-tuning runs in one process: start it without torchrun")
+    require_compiled()  # before the run folder is created: a broken install leaves nothing behind
     run_dir, model = prepare(cfg, run, pairs_given=pairs_given)
     if cfg.finetune.task == "classify":
         from mmpt.train.classify import train_classifier

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mmpt.binaries import require_compiled
 from mmpt.errors import ConfigError
 from mmpt.train.config import RunConfig, apply_overrides, load_config, normalise_pairs
 from mmpt.train.loop import TrainResult, train
@@ -46,6 +47,7 @@ def resolve_config(
 
 def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
     """Start a new run in `run` and train it to the end (or until stopped); then evaluate on the test split."""
+    require_compiled()  # before the run folder is created: a broken install leaves nothing behind
     run_dir = _create_on_main(run, cfg)
     result = train(cfg, run_dir, **kwargs)
     _evaluate_after(cfg, result, kwargs.get("progress", True))
