@@ -13,10 +13,11 @@ from safetensors.torch import load_file
 
 from mmpt.errors import ConfigError
 from mmpt.models import build_model, load_model, preset_config
+from mmpt.runs import RunDir
+from mmpt.train.config import load_config
 from mmpt.train.finetune import finetune, prepare, resolve_finetune_config
 from mmpt.train.freeze import apply_freeze, lr_scale_fn, param_places
 from mmpt.train.loop import train
-from mmpt.train.rundir import RunDir
 from mmpt.train.wise import interpolate
 
 QUICK = ["data.num_workers=0", "train.warmup_steps=2", "train.log_every=1"]
@@ -173,7 +174,7 @@ def test_audio_tower_added_to_a_pretrained_image_text_pair(pretrained, demo_data
     finetune(cfg, run, pairs_given=False, progress=False)
     saved = json.loads((run / "finetune.json").read_text())
     assert saved["kind"] == "open_clip" and all(k.startswith(("audio.", "logit_")) for k in saved["fresh"])
-    config = RunDir.open(run).config()
+    config = load_config(RunDir.open(run).config_path)
     assert config.model.modalities == ["image", "text", "audio"]
     assert config.finetune.freeze == ["image", "text"]  # "auto": the pretrained towers
     assert config.train.pairs == ["audio-text", "image-audio"]  # pairs with both towers frozen are left out

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mmpt.runs import RunDir
 from mmpt.train.pretrain import pretrain, resolve_config
-from mmpt.train.rundir import RunDir
 
 
 @pytest.mark.parametrize("run_flag", [["--run-dir"], ["--", "--run"]], ids=["run-dir", "separator"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmpt.models.checkpoint import load_model
-from mmpt.train.rundir import RunDir
+from mmpt.runs import RunDir
 
 # Small and quick: 4 rows per batch, a checkpoint every 3 steps, every step logged, no final eval.
 BASE = ["--batch-size", "8", "--num-workers", "0", "--quiet", "--device", "cpu",

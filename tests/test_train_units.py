@@ -9,11 +9,11 @@ import torch
 
 from mmpt.errors import ConfigError
 from mmpt.models import build_model, preset_config
+from mmpt.runs import RunDir
 from mmpt.train.config import RunConfig, apply_overrides, load_config, normalise_pairs, save_config
 from mmpt.train.loop import TrainingError, train
 from mmpt.train.optim import build_optimizer, param_groups, warmup_cosine
 from mmpt.train.pretrain import resolve_config
-from mmpt.train.rundir import RunDir
 
 
 def test_norms_biases_and_logit_scales_are_not_decayed():

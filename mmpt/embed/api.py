@@ -13,19 +13,27 @@ import re
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from mmpt.embed.columns import as_lance, check_run_name, read_embeddings, sql_literal
 from mmpt.errors import ConfigError, DataError
 from mmpt.store.schema import ID, MODALITIES, embedding_column
+
+if TYPE_CHECKING:
+    import lance
+    from PIL import Image
+
+    from mmpt.data.transforms import ImageTransform
+    from mmpt.models.model import MultimodalModel
+    from mmpt.models.tokenizer import Tokenizer
+    from mmpt.store.dataset import MmptDataset
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ def _as_name(run: str | Path) -> str:
 
 def checkpoint_dir(run_or_checkpoint: str | Path) -> Path:
     """The checkpoint folder holding the weights: the folder itself, or a run's latest checkpoint."""
-    from mmpt.train.rundir import RunDir
+    from mmpt.runs import RunDir
 
     path = Path(run_or_checkpoint)
     if (path / "model.safetensors").is_file():
@@ -99,7 +107,7 @@ class Encoder:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: MultimodalModel,
         device: str | torch.device = "auto",
         *,
         batch_size: int = 64,
@@ -114,8 +122,8 @@ class Encoder:
         self.dim = int(model.config.embed_dim)
         self.batch_size = batch_size
         self.source = source
-        self._tokenizer: Callable | None = None
-        self._transform: Callable | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._transform: ImageTransform | None = None
 
     def __repr__(self) -> str:
         return f"Encoder({self.source!r}, modalities={self.modalities}, dim={self.dim}, device={self.device})"
@@ -139,23 +147,25 @@ class Encoder:
         """Texts -> [N, D] with the model's tokenizer."""
         if isinstance(texts, str):
             raise DataError("embed_text takes a list of strings, not one string")
-        if self._tokenizer is None and "text" in self.modalities:
+        _require("text", self.modalities, f"model {self.source}")
+        if self._tokenizer is None:
             from mmpt.models.tokenizer import build_tokenizer
 
             self._tokenizer = build_tokenizer(self.spec)
-        return self._encode("text", texts, lambda batch: self._tokenizer([str(t) for t in batch]).long())
+        tokenize = self._tokenizer
+        return self._encode("text", texts, lambda batch: tokenize([str(t) for t in batch]).long())
 
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """PIL images, image file paths or encoded bytes -> [N, D] (RGB, eval resize + centre crop)."""
         if isinstance(images, str | Path | bytes) or hasattr(images, "getpixel"):
             raise DataError("embed_images takes a list of images, not one image")
-        if self._transform is None and "image" in self.modalities:
+        _require("image", self.modalities, f"model {self.source}")
+        if self._transform is None:
             from mmpt.data.transforms import build_image_transform
 
             self._transform = build_image_transform(self.spec)
-        return self._encode(
-            "image", images, lambda batch: torch.stack([self._transform(_image(i)) for i in batch])
-        )
+        transform = self._transform
+        return self._encode("image", images, lambda batch: torch.stack([transform(_image(i)) for i in batch]))
 
     def embed_audio(self, clips: Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
         """Waveforms (at the model's rate unless `sample_rate` is given), audio files or bytes -> [N, D].
@@ -175,7 +185,7 @@ class Encoder:
         return self._encode("audio", clips, prepare)
 
 
-def _image(item: ImageInput):
+def _image(item: ImageInput) -> Image.Image:
     """One image input as an RGB PIL image."""
     from PIL import Image
 
@@ -245,7 +255,9 @@ def load_model(run_or_checkpoint: str | Path, device: str = "auto", *, batch_siz
     return encoder
 
 
-def embeddings(dataset: Any, run: str | Path, modality: str, format: str = "numpy", split: str | None = None):
+def embeddings(
+    dataset: Any, run: str | Path, modality: str, format: str = "numpy", split: str | None = None
+) -> tuple[Any, Any]:
     """(ids, vectors) a run wrote for one modality: numpy [N, D], torch, or Arrow (see `read_embeddings`).
 
     `run` is a run folder (its derived name is used) or a run name.
@@ -256,7 +268,7 @@ def embeddings(dataset: Any, run: str | Path, modality: str, format: str = "nump
 # -- embedding a dataset -----------------------------------------------------------------------------
 
 
-def _open(data: Any):
+def _open(data: Any) -> MmptDataset:
     """An MmptDataset from a path/URI, an MmptDataset or a LanceDataset."""
     from mmpt.store.dataset import MmptDataset, open_dataset
 
@@ -289,7 +301,7 @@ def _wanted(
 
 
 def _plan(
-    lds, split: str | None, done: dict[str, set[str]]
+    lds: lance.LanceDataset, split: str | None, done: dict[str, set[str]]
 ) -> tuple[dict[str, int], list[tuple[tuple[str, ...], np.ndarray]]]:
     """Rows of `split` still to embed: the count per modality, and the row positions grouped by the
     modalities not yet done for them, so that each row is decoded once for all of its pending modalities
@@ -489,12 +501,14 @@ def search_run(
         _require(source, has, who)
         source_column = ensure_embedded(run, uri, source, name=name, device=device, progress=progress)
         query = _row_vector(uri, source_column, row_id)
-    elif text is not None:
-        query = encoder.embed_text([text])[0]
-    elif image is not None:
-        query = encoder.embed_images([image])[0]
     else:
-        query = encoder.embed_audio([audio])[0]
+        assert encoder is not None  # loaded above for every query but a row id
+        if text is not None:
+            query = encoder.embed_text([text])[0]
+        elif image is not None:
+            query = encoder.embed_images([image])[0]
+        else:
+            query = encoder.embed_audio([audio])[0]
     ensure_index(uri, column, INDEX_THRESHOLD if index_threshold is None else index_threshold)
     exclude = [row_id] if row_id is not None else []
     return search(uri, column, query, k, split=split, label=label, exclude_ids=exclude)[0]

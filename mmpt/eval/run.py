@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from mmpt.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from mmpt.models.model import MultimodalModel
+    from mmpt.store.dataset import MmptDataset
 
 DEFAULT_PROMPT = "a photo of a {label}"
 
 
-def load_run_model(run_or_checkpoint: str | Path, map_location: str = "cpu") -> nn.Module:
+def load_run_model(run_or_checkpoint: str | Path, map_location: str = "cpu") -> MultimodalModel:
     """The model of a run's latest checkpoint, or of a checkpoint folder itself."""
     from mmpt.models.checkpoint import load_model
-    from mmpt.train.rundir import RunDir
+    from mmpt.runs import RunDir
 
     path = Path(run_or_checkpoint)
     if (path / "model.safetensors").is_file():
@@ -30,7 +34,7 @@ def load_run_model(run_or_checkpoint: str | Path, map_location: str = "cpu") -> 
     return load_model(ckpt, map_location=map_location)
 
 
-def text_embedder(model: nn.Module, device: torch.device):
+def text_embedder(model: MultimodalModel, device: torch.device) -> Callable[[list[str]], np.ndarray]:
     """A function texts -> L2-normalised text embeddings [N, D] (numpy) with the model's tokenizer."""
     from mmpt.models.tokenizer import build_tokenizer
 
@@ -44,8 +48,8 @@ def text_embedder(model: nn.Module, device: torch.device):
 
 
 def evaluate_model(
-    model: nn.Module,
-    dataset,
+    model: MultimodalModel,
+    dataset: MmptDataset,
     split: str = "test",
     *,
     prompt: str = DEFAULT_PROMPT,
@@ -86,12 +90,12 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's latest checkpoint on a split of its dataset (or another one) and save RUN/eval/<name>.json."""
     from mmpt.eval.report import save_report
+    from mmpt.runs import RunDir
     from mmpt.store.dataset import open_dataset
-    from mmpt.train.rundir import RunDir
 
     model = load_run_model(run)
     run_dir = RunDir.open(run) if (Path(run) / "config.toml").is_file() else None
-    uri = dataset or (run_dir.config().data.dataset if run_dir else None)
+    uri = dataset or (run_dir.config_dict().get("data", {}).get("dataset") if run_dir else None)
     if not uri:
         raise ConfigError("no dataset given: pass --data DATASET")
     report = evaluate_model(model, open_dataset(uri), split, **kwargs)

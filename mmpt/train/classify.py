@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,9 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpt.errors import ConfigError, DataError
+from mmpt.models.checkpoint import save_model
 from mmpt.models.model import MultimodalModel
+from mmpt.runs import RunDir
 from mmpt.train.config import RunConfig
-from mmpt.train.rundir import RunDir
+
+if TYPE_CHECKING:
+    from mmpt.store.dataset import MmptDataset
 
 
 class LinearHead(nn.Module):
@@ -34,6 +38,9 @@ class LinearHead(nn.Module):
     A row lacking one tower's modality has that block set to the train mean (zero after standardising),
     so it is classified from the towers it has.
     """
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, towers: list[str], embed_dim: int, n_classes: int):
         super().__init__()
@@ -57,7 +64,7 @@ class LinearHead(nn.Module):
         return self.linear(z * present.repeat_interleave(self.embed_dim, dim=1).to(z.dtype))
 
 
-def read_labels(ds: Any, column: str) -> list[str | None]:
+def read_labels(ds: MmptDataset, column: str) -> list[str | None]:
     """The label column as strings by row position (None where empty)."""
     if column not in ds.lance.schema.names:
         raise DataError(f"dataset {ds.uri} has no column {column!r}; choose one with --label-col")
@@ -83,7 +90,7 @@ def _classes(labels: list[str | None], column: str, split: str) -> list[str]:
     return classes
 
 
-def _split_features(model: MultimodalModel, ds: Any, split: str, towers: list[str], labels: list[str | None],
+def _split_features(model: MultimodalModel, ds: MmptDataset, split: str, towers: list[str], labels: list[str | None],
                     device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """Embeddings [N, D * towers] of the split's rows holding at least one tower's modality (zeros where
     a row lacks one), which towers each row holds [N, towers], and the rows' labels."""
@@ -106,7 +113,7 @@ def _split_features(model: MultimodalModel, ds: Any, split: str, towers: list[st
     return torch.from_numpy(x), torch.from_numpy(present), [label_of[i] for i in row_ids]
 
 
-def _targets(labels: list[str | None], classes: list[str]) -> tuple[np.ndarray, Counter]:
+def _targets(labels: list[str | None], classes: list[str]) -> tuple[np.ndarray, Counter[str]]:
     """Class indices of labelled rows with a known class (-1 otherwise) and the unseen labels' counts."""
     known = {c: k for k, c in enumerate(classes)}
     y = np.array([known.get(lab, -1) if lab is not None else -1 for lab in labels], np.int64)
@@ -119,7 +126,7 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     from mmpt.embed.compute import pick_device
     from mmpt.store.dataset import open_dataset
 
-    fc, tc, dc = cfg.finetune, cfg.train, cfg.data
+    fc, tc, dc = cfg.require_finetune(), cfg.train, cfg.data
     ds = open_dataset(dc.dataset, version=dc.version or None)
     towers = fc.towers or [m for m in ("image", "audio") if m in model.modalities and m in ds.modalities()]
     bad = [t for t in towers if t not in model.modalities or t not in ds.modalities()]
@@ -142,7 +149,8 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     else:  # LP-FT: fit the head on frozen embeddings first, then train towers and head together
         _fit_probe(cfg, run, model, head, ds, labels, classes, weights, device, log=False)
         step = _fit_full(cfg, run, model, head, ds, labels, classes, weights, device, progress)
-    run.save_checkpoint(step, model, {}, {"step": step, "epoch": 0, "batch": 0, "samples": 0}, keep=1)
+    run.save_checkpoint(step, lambda folder: save_model(model, folder), {},
+                        {"step": step, "epoch": 0, "batch": 0, "samples": 0}, keep=1)
     save_head(run.path, head, classes, fc.label_col, fc.head)
     report = _test_report(cfg, run, model, head, ds, labels, classes, device)
     run.write_status("finished", step=step, seconds=round(time.time() - t0, 1))
@@ -150,14 +158,15 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     return report
 
 
-def _fit_probe(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: Any, labels: list,
+def _fit_probe(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
+               labels: list[str | None],
                classes: list[str], weights: torch.Tensor | None, device: torch.device, *, log: bool) -> int:
     """Full-batch AdamW on embeddings computed once; the epoch with the best validation accuracy is kept."""
-    fc, dc = cfg.finetune, cfg.data
+    fc, dc = cfg.require_finetune(), cfg.data
     x, present, y_lab = _split_features(model, ds, dc.train_split, head.towers, labels, device, 128)
-    y = _targets(y_lab, classes)[0]
-    keep = torch.from_numpy(y >= 0)
-    x, present, y = x[keep], present[keep], torch.from_numpy(y)[keep]
+    y_index = _targets(y_lab, classes)[0]
+    keep = torch.from_numpy(y_index >= 0)
+    x, present, y = x[keep], present[keep], torch.from_numpy(y_index)[keep]
     head.fit_scaler(x, present)
     val = None
     if dc.val_split and len(ds.split_indices(dc.val_split)):
@@ -193,7 +202,8 @@ def _fit_probe(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: Linear
     return fc.head_epochs
 
 
-def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: Any, labels: list,
+def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
+              labels: list[str | None],
               classes: list[str], weights: torch.Tensor | None, device: torch.device, progress: bool) -> int:
     """Towers and head trained together with cross-entropy, at the towers' learning rate (the head is already
     fitted); the epoch with the best validation accuracy is kept, with early stopping on its patience."""
@@ -203,7 +213,7 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
     from mmpt.train.freeze import lr_scale_fn
     from mmpt.train.optim import build_scheduler, param_groups
 
-    fc, tc, dc = cfg.finetune, cfg.train, cfg.data
+    fc, tc, dc = cfg.require_finetune(), cfg.train, cfg.data
     model.to(device)
     head.to(device)
     known = {c: k for k, c in enumerate(classes)}
@@ -215,7 +225,7 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
     groups = param_groups(model, tc.weight_decay, tc.lr, lr_scale_fn(model, fc.tower_lr, fc.layer_decay))
     groups.append({"params": list(head.linear.parameters()), "lr": tc.lr, "weight_decay": 0.0})
     params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps)
+    opt = torch.optim.AdamW(groups, lr=tc.lr, betas=tc.adam_betas(), eps=tc.eps)
     total = tc.max_steps or tc.epochs * len(loader)
     sched = build_scheduler(opt, tc, total)
     w = weights.to(device) if weights is not None else None
@@ -263,7 +273,7 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
     return step
 
 
-def _batch_features(model: MultimodalModel, batch: dict, towers: list[str],
+def _batch_features(model: MultimodalModel, batch: dict[str, Any], towers: list[str],
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     feats = model({k: v for k, v in batch.items() if k.split("_")[0] in towers})
@@ -272,7 +282,7 @@ def _batch_features(model: MultimodalModel, batch: dict, towers: list[str],
 
 
 @torch.no_grad()
-def _val_accuracy(cfg: RunConfig, model: MultimodalModel, head: LinearHead, ds: Any, target: torch.Tensor,
+def _val_accuracy(cfg: RunConfig, model: MultimodalModel, head: LinearHead, ds: MmptDataset, target: torch.Tensor,
                   device: torch.device) -> float | None:
     from mmpt.data.loader import build_loader
 
@@ -291,13 +301,14 @@ def _val_accuracy(cfg: RunConfig, model: MultimodalModel, head: LinearHead, ds: 
     return right / total if total else None
 
 
-def _test_report(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: Any, labels: list,
+def _test_report(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
+                 labels: list[str | None],
                  classes: list[str], device: torch.device) -> dict:
     from mmpt.eval.html import write_html
     from mmpt.eval.metrics import classification_metrics
     from mmpt.eval.report import build_report, save_report
 
-    fc, dc = cfg.finetune, cfg.data
+    fc, dc = cfg.require_finetune(), cfg.data
     model.eval()
     head.to("cpu")
     x, present, y_lab = _split_features(model, ds, dc.test_split, head.towers, labels, device, 128)

@@ -24,10 +24,10 @@ from mmpt.binaries import require_compiled
 from mmpt.errors import ConfigError, DataError
 from mmpt.models.config import MODALITIES, ModelConfig, model_pairs
 from mmpt.models.model import MultimodalModel, build_model
-from mmpt.train.config import FinetuneConfig, RunConfig, apply_overrides, normalise_pairs
+from mmpt.runs import RunDir
+from mmpt.train.config import FinetuneConfig, RunConfig, apply_overrides, load_config, normalise_pairs
 from mmpt.train.freeze import TOWERS, apply_freeze, lr_scale_fn, tower_of
 from mmpt.train.loop import TrainResult, Validate, train
-from mmpt.train.rundir import RunDir
 
 # Fine-tuning starts from weights that already work: a lower rate than pretraining (5e-4), a short warmup,
 # few epochs, and the best validation checkpoint kept (early stopping on val_loss). 2e-4 suits the tiny
@@ -95,7 +95,7 @@ def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
 def _load_base(source: str, model_name: str, context_length: int) -> Source:
     from mmpt.eval.run import load_run_model
     from mmpt.models.checkpoint import load_model
-    from mmpt.models.config import resolve_model_config
+    from mmpt.models.presets import resolve_model_config
     from mmpt.models.hf_text import HF_PREFIX, hf_text_config
     from mmpt.models.openclip_io import load_openclip_checkpoint
 
@@ -187,7 +187,7 @@ def resolve_finetune_config(
                 raise ConfigError(f"unknown train setting {key!r}")
             setattr(cfg.train, key, value)
     cfg = apply_overrides(cfg, list(overrides or []))
-    fc = cfg.finetune
+    fc = cfg.require_finetune()
     if fc.task not in ("contrastive", "classify"):
         raise ConfigError(f"finetune.task must be contrastive or classify, got {fc.task!r}")
     if fc.head not in ("probe", "full"):
@@ -236,7 +236,7 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
     from mmpt.models.checkpoint import save_model
     from mmpt.store.dataset import open_dataset
 
-    fc = cfg.finetune
+    fc = cfg.require_finetune()
     src = load_source(fc, seed=cfg.train.seed)
     towers = resolve_freeze(fc, src)
     names = [n for n, _ in src.model.named_parameters()]
@@ -253,7 +253,7 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
         cfg.train.pairs = default_pairs(src.model, ds.modalities(), towers)
     if not _is_main():  # other torchrun ranks build the same model (seeded) and leave the folder to rank 0
         return RunDir(run), src.model
-    run_dir = RunDir.create(run, cfg)
+    run_dir = RunDir.create(run, cfg.to_dict())
     save_model(src.model, run_dir.path / "init")
     (run_dir.path / "finetune.json").write_text(json.dumps(
         {"source": fc.source, "kind": src.kind, "description": src.description, "fresh": sorted(src.fresh),
@@ -289,7 +289,7 @@ def resume_finetune(run: str | Path, *, progress: bool = True, **train_kwargs: A
     from mmpt.models.checkpoint import load_model
 
     run_dir = RunDir.open(run)
-    cfg = run_dir.config()
+    cfg = load_config(run_dir.config_path)
     info_path = run_dir.path / "finetune.json"
     if cfg.finetune is None or not info_path.is_file():
         raise ConfigError(f"{run} is not a fine-tune run; resume it with mmpt pretrain --resume")
@@ -311,7 +311,7 @@ def _train_and_report(cfg: RunConfig, run_dir: RunDir, model: MultimodalModel, b
     from mmpt.eval.report import save_report
     from mmpt.train.wise import wise_checkpoint, wise_name
 
-    fc, tc = cfg.finetune, cfg.train
+    fc, tc = cfg.require_finetune(), cfg.train
     validate = zero_shot_validator(cfg) if tc.early_stop_metric.startswith("val_zero_shot") else None
     result = train(cfg, run_dir, model=model, resume=resume, lr_scale=lr_scale_fn(model, fc.tower_lr, fc.layer_decay),
                    validate=validate, progress=progress, **train_kwargs)
@@ -343,7 +343,7 @@ def _evaluate(model: MultimodalModel, cfg: RunConfig, run_dir: RunDir, name: str
     from mmpt.store.dataset import open_dataset
 
     ds = open_dataset(cfg.data.dataset, version=cfg.data.version or None)
-    report = evaluate_model(model, ds, cfg.data.test_split, prompt=cfg.finetune.prompt,
+    report = evaluate_model(model, ds, cfg.data.test_split, prompt=cfg.require_finetune().prompt,
                             device=cfg.train.device, progress=progress)
     report["meta"]["run"] = str(run_dir.path)
     report["meta"]["weights"] = name
@@ -359,9 +359,10 @@ def zero_shot_validator(cfg: RunConfig) -> Validate:
     from mmpt.store.dataset import open_dataset
 
     ds = open_dataset(cfg.data.dataset, version=cfg.data.version or None)
-    split, prompt = cfg.data.val_split, cfg.finetune.prompt
+    split, prompt = cfg.data.val_split, cfg.require_finetune().prompt
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
+        assert isinstance(model, MultimodalModel)  # the loop passes its model unwrapped (no DDP, no compile)
         device = next(model.parameters()).device
         wanted = [m for m in ("image", "audio") if m in model.modalities]
         embs = compute_embeddings(model, ds, split, wanted, device=device, progress=False)

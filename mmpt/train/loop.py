@@ -23,11 +23,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mmpt.errors import DataError, MmptError
+from mmpt.runs import RunDir, read_checkpoint_state
 from mmpt.train.config import RunConfig, normalise_pairs
 from mmpt.train.distributed import DistInfo, all_reduce_sum, cleanup, setup_distributed
 from mmpt.train.loss import ContrastiveLoss
 from mmpt.train.optim import LrScale, build_optimizer, build_scheduler
-from mmpt.train.rundir import RunDir, read_checkpoint_state
 
 Event = dict[str, Any]
 Validate = Callable[[nn.Module], dict[str, float]]
@@ -86,7 +86,7 @@ def train(
         if not dc.version:
             dc.version = ds.version
             if main:
-                run.save_config(cfg)
+                run.write_config(cfg.to_dict())
         pairs = normalise_pairs(tc.pairs)
         needed = sorted({m for p in pairs for m in p.split("-")})
         missing = [m for m in needed if m not in ds.modalities()]
@@ -399,7 +399,10 @@ def _track_best(state: dict, metrics: dict, tc: Any, run: RunDir, model: nn.Modu
 
 def _checkpoint(run: RunDir, model: nn.Module, optimizer: Any, scheduler: Any, state: dict, keep: int):
     extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
-    return run.save_checkpoint(state["step"], model, extra, state, keep=keep)
+    from mmpt.models.checkpoint import save_model
+
+    return run.save_checkpoint(state["step"], lambda folder: save_model(model, folder), extra, state,
+                               keep=keep)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -7,9 +7,9 @@ from typing import Any
 
 from mmpt.binaries import require_compiled
 from mmpt.errors import ConfigError
+from mmpt.runs import RunDir
 from mmpt.train.config import RunConfig, apply_overrides, load_config, normalise_pairs
 from mmpt.train.loop import TrainResult, train
-from mmpt.train.rundir import RunDir
 
 
 def resolve_config(
@@ -23,7 +23,7 @@ def resolve_config(
 ) -> RunConfig:
     """Defaults, then a TOML file, then flags: `model` is a preset, open_clip name or config JSON path;
     `train_fields` are TrainConfig fields (None values are ignored); `overrides` are section.key=value."""
-    from mmpt.models.config import resolve_model_config
+    from mmpt.models.presets import resolve_model_config
 
     cfg = base or (load_config(config_file) if config_file else RunConfig())
     if model:
@@ -57,11 +57,11 @@ def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
 def resume(run: str | Path, *, data: str | None = None, model: str | None = None, **kwargs: Any) -> TrainResult:
     """Continue a stopped or killed run exactly where its latest checkpoint left it."""
     run_dir = RunDir.open(run)
-    cfg = run_dir.config()
+    cfg = load_config(run_dir.config_path)
     if data and Path(data).resolve() != Path(cfg.data.dataset).resolve() and data != cfg.data.dataset:
         raise ConfigError(f"{run} was trained on {cfg.data.dataset}, not {data}; start a new run instead")
     if model:
-        from mmpt.models.config import resolve_model_config
+        from mmpt.models.presets import resolve_model_config
 
         if resolve_model_config(model).to_dict() != cfg.model.to_dict():
             raise ConfigError(f"{run} was made with model {cfg.model.name!r}, not {model!r}; start a new run instead")
@@ -77,7 +77,7 @@ def _create_on_main(run: str | Path, cfg: RunConfig) -> RunDir:
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        return RunDir.create(run, cfg)
+        return RunDir.create(run, cfg.to_dict())
     return RunDir(run)
 
 
