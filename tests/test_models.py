@@ -21,7 +21,6 @@ from mmpt.models import (
     resolve_model_config,
     save_model,
 )
-from mmpt.models.config import resolve_model_config as resolve_from_config_module
 
 N = 3
 
@@ -133,7 +132,7 @@ def test_presets_small_and_base_on_meta_device():
 
 def test_resolve_names_and_paths(tmp_path):
     assert resolve_model_config("tiny").to_dict() == preset_config("tiny").to_dict()
-    assert resolve_from_config_module("small").name == "small"
+    assert resolve_model_config("small").name == "small"
     vit = resolve_model_config("ViT-B-32")
     assert vit.name == "ViT-B-32" and vit.embed_dim == 512 and vit.clip["vision_cfg"]["patch_size"] == 32
     custom = {**preset_config("tiny").clip, "embed_dim": 64, "audio_cfg": {"width": 64, "heads": 2}}

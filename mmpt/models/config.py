@@ -197,18 +197,3 @@ def toml_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [toml_safe(v) for v in value if v is not None]
     return value
-
-
-def resolve_model_config(name_or_path: str) -> ModelConfig:
-    """A ModelConfig from a preset, an open_clip model name or an open_clip config JSON path
-    (implemented in mmpt.models.presets; re-exported here next to the config it returns)."""
-    from mmpt.models.presets import resolve_model_config as resolve
-
-    return resolve(name_or_path)
-
-
-def preset_config(name: str) -> ModelConfig:
-    """The ModelConfig of a named preset (tiny, small, base); see mmpt.models.presets."""
-    from mmpt.models.presets import preset_config as preset
-
-    return preset(name)

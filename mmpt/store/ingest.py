@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -26,6 +26,9 @@ from mmpt.store.schema import ID, base_schema
 from mmpt.store.splits import parse_ratios
 from mmpt.store.validate import CheckOptions, check_chunk
 from mmpt.store.write import check_append_schema, rows_to_batch, write_batches
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 SMALL_INPUT = 1000  # below this many rows the process pool costs more than it saves
 
@@ -45,17 +48,18 @@ class IngestResult:
     def rows_per_second(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else 0.0
 
-    def summary(self) -> str:
-        """The on-screen summary: counts, rejections by kind, the first few reasons and the report path."""
+    def summary(self, limit: int | None = 5) -> str:
+        """The on-screen summary: counts, rejections by kind, the first `limit` rejected rows (None: all), the report."""
         lines = [f"ingested {self.written:,} of {self.read:,} rows into {self.dataset.uri} "
                  f"(version {self.dataset.version}) in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s)"]
         if self.rejected:
             kinds = Counter(r["kind"] for r in self.rejected)
             lines.append(f"rejected {len(self.rejected):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
-            for item in self.rejected[:5]:
+            shown = self.rejected if limit is None else self.rejected[:limit]
+            for item in shown:
                 lines.append(f"  {rejection_line(item)}")
-            if len(self.rejected) > 5:
-                lines.append(f"  ... {len(self.rejected) - 5:,} more")
+            if len(shown) < len(self.rejected):
+                lines.append(f"  ... {len(self.rejected) - len(shown):,} more")
         if self.report_path:
             lines.append(f"report: {self.report_path}")
         return "\n".join(lines)
@@ -208,7 +212,7 @@ def _check_unique(row: dict[str, Any], seen: dict[str, int], existing: set[str],
     seen[row_id] = row["row"]
 
 
-def _progress(src: Source, quiet: bool):
+def _progress(src: Source, quiet: bool) -> tqdm:
     from tqdm.auto import tqdm
 
     return tqdm(total=src.total, unit="rows", desc=f"ingest {src.name}", disable=quiet, file=sys.stderr,

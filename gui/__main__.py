@@ -1,0 +1,5 @@
+"""`python -m gui [DATASET] [RUN]`."""
+
+from gui.commands import main
+
+main()
