@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,64 +27,17 @@ from gui.settings import Settings
 from gui.workers import Worker, start_worker
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from mmpt.explore import RowBrowser
 
-META_COLUMNS = ["id", "text", "label", "split", "image_sha256", "audio_sha256"]
 ANY = "any"
 
 
-def load_dataset(uri: str) -> tuple[Any, dict[str, Any], pd.DataFrame]:
-    """Open a dataset, read its stats and the small columns the grid filters on (runs in a worker)."""
-    import mmpt
+def load_dataset(uri: str) -> tuple[RowBrowser, dict[str, Any], dict[str, Any] | None]:
+    """Open a dataset for browsing; read its `data info` figures and last ingest report (runs in a worker)."""
+    from mmpt.explore import RowBrowser
 
-    ds = mmpt.open_dataset(uri)
-    stats = ds.stats()
-    names = [c for c in META_COLUMNS if c in ds.schema.names]
-    frame = ds.lance.to_table(columns=names).to_pandas()
-    frame.insert(0, "row", np.arange(len(frame), dtype=np.int64))
-    return ds, stats, frame
-
-
-def dataset_thumbnails(ds: Any, rows: list[Hashable]) -> dict[Hashable, tuple[bytes | None, bytes | None]]:
-    """Image thumbnails and spectrogram strips for dataset rows (a worker calls this for the grid)."""
-    from mmpt.explore.media import read_clip, spectrogram_png, thumbnail_png
-
-    images = ds.read_blobs("image", rows) if "image" in ds.schema.names else [None] * len(rows)
-    audios = ds.read_blobs("audio", rows) if "audio" in ds.schema.names else [None] * len(rows)
-    out: dict[Hashable, tuple[bytes | None, bytes | None]] = {}
-    for row, image, audio in zip(rows, images, audios, strict=True):
-        try:
-            thumb = thumbnail_png(image) if image else None
-        except Exception:  # an undecodable image shows as a blank tile; the card says why
-            thumb = None
-        try:
-            spec = spectrogram_png(*read_clip(audio)) if audio else None
-        except Exception:
-            spec = None
-        out[row] = (thumb, spec)
-    return out
-
-
-def dataset_item(ds: Any, frame: pd.DataFrame, row: int) -> Any:
-    """The item card content of one dataset row (image, clip, spectrogram, caption, label)."""
-    from mmpt.explore.media import build_item
-
-    meta = frame.iloc[row]
-    image = ds.read_blobs("image", [row])[0] if "image" in ds.schema.names else None
-    audio = ds.read_blobs("audio", [row])[0] if "audio" in ds.schema.names else None
-    text = meta.get("text")
-    return build_item(
-        {
-            "id": str(meta["id"]),
-            "modality": None,
-            "row": int(row),
-            "label": meta.get("label"),
-            "split": meta.get("split"),
-            "caption": text if isinstance(text, str) else None,
-        },
-        image,
-        audio,
-    )
+    browser = RowBrowser(uri)
+    return browser, browser.dataset.stats(), browser.dataset.ingest_report()
 
 
 def stats_html(stats: dict[str, Any]) -> str:
@@ -123,8 +76,33 @@ def stats_html(stats: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def report_html(report: dict[str, Any] | None, limit: int = 50) -> str:
+    """The last ingest's totals and its first bad rows (from `MmptDataset.ingest_report()`) as HTML."""
+    if not report:
+        return ""
+    totals = report.get("totals", {})
+    head = (
+        f"<h4>Last ingest</h4>{html.escape(str(report.get('source', '')))} · "
+        f"{html.escape(str(report.get('finished', '')))}<br>read {totals.get('read', 0):,}, "
+        f"written {totals.get('written', 0):,}, rejected {totals.get('rejected', 0):,}"
+    )
+    bad = report.get("rejected", [])
+    rows = "".join(
+        "<tr>"
+        + "".join(f"<td>{html.escape(str(r.get(k) or ''))}</td>" for k in ("row", "id", "file", "reason"))
+        + "</tr>"
+        for r in bad[:limit]
+    )
+    more = f"<tr><td colspan=4>… {len(bad) - limit} more</td></tr>" if len(bad) > limit else ""
+    return head + (f"<table cellspacing=4>{rows}{more}</table>" if rows else "")
+
+
 class DataTab(QWidget):
-    """Open a dataset (or ingest one) and browse it; emits `opened(uri)` when a dataset is loaded."""
+    """Open a dataset (or ingest one) and browse it; emits `opened(uri)` when a dataset is loaded.
+
+    Filtering, counting and reading rows are the core's `mmpt.explore.RowBrowser` (`self.browser`); the tab
+    only passes the filter widgets' values to it and shows what it returns.
+    """
 
     opened = Signal(str)
 
@@ -132,8 +110,10 @@ class DataTab(QWidget):
         super().__init__(parent)
         self.settings = settings
         self.dataset: Any = None
+        self.browser: RowBrowser | None = None
         self.stats: dict[str, Any] = {}
-        self.frame: pd.DataFrame | None = None
+        self.report: dict[str, Any] | None = None
+        self._positions = np.arange(0, dtype=np.int64)
         self.worker: Worker | None = None
         self.path = QComboBox(editable=True)
         self.path.setObjectName("datasetPath")
@@ -157,7 +137,7 @@ class DataTab(QWidget):
         self.split = QComboBox(objectName="filterSplit")
         self.label = QComboBox(objectName="filterLabel")
         self.modality = QComboBox(objectName="filterModality")
-        self.modality.addItems([ANY, "image", "text", "audio"])
+        self.modality.addItems([ANY, "image", "text", "audio"])  # RowBrowser.MODALITIES (imported lazily)
         self.text = QLineEdit(placeholderText="filter captions and ids", objectName="filterText")
         for combo in (self.split, self.label, self.modality):
             combo.currentTextChanged.connect(self.apply_filter)
@@ -169,7 +149,7 @@ class DataTab(QWidget):
         filters.addWidget(self.text, 1)
         self.count = QLabel(objectName="gridCount")
         filters.addWidget(self.count)
-        self.grid = SampleGrid(lambda rows: dataset_thumbnails(self.dataset, rows))
+        self.grid = SampleGrid(lambda rows: self.browser.thumbnails(rows) if self.browser is not None else {})
         self.grid.setObjectName("dataGrid")
         self.grid.chosen.connect(self.show_row)
         self.card = ItemCard()
@@ -220,10 +200,10 @@ class DataTab(QWidget):
         self.info.setHtml(f"could not open {uri}")
         show_error(self, reason, details)
 
-    def _loaded(self, loaded: tuple[Any, dict[str, Any], pd.DataFrame]) -> None:
+    def _loaded(self, loaded: tuple[RowBrowser, dict[str, Any], dict[str, Any] | None]) -> None:
         self.worker = None
-        self.dataset, self.stats, frame = loaded
-        self.frame = frame
+        self.browser, self.stats, self.report = loaded
+        self.dataset = self.browser.dataset
         uri = str(self.dataset.uri)
         self.settings.add_recent("datasets", uri)
         self.path.blockSignals(True)
@@ -231,66 +211,55 @@ class DataTab(QWidget):
         self.path.addItems(self.settings.recent("datasets"))
         self.path.setCurrentText(uri)
         self.path.blockSignals(False)
-        self.info.setHtml(stats_html(self.stats))
+        self.info.setHtml(stats_html(self.stats) + report_html(self.report))
         for combo, column in ((self.split, "split"), (self.label, "label")):
             combo.blockSignals(True)
             combo.clear()
-            values = sorted(v for v in frame[column].dropna().unique()) if column in frame else []
-            combo.addItems([ANY, *map(str, values)])
+            combo.addItems([ANY, *self.browser.choices(column)])
             combo.blockSignals(False)
         self.apply_filter()
         self.opened.emit(uri)
 
     # --- browsing --------------------------------------------------------------------------------
-    def filtered(self) -> pd.DataFrame:
-        """The rows passing the split, label, modality and text filters."""
-        import pandas as pd
+    def _value(self, combo: QComboBox) -> str | None:
+        text = combo.currentText()
+        return None if text in ("", ANY) else text
 
-        f = self.frame
-        if f is None or f.empty:
-            return f
-        keep = np.ones(len(f), dtype=bool)
-        if self.split.currentText() not in ("", ANY):
-            keep &= (f["split"] == self.split.currentText()).to_numpy()
-        if self.label.currentText() not in ("", ANY):
-            keep &= (f["label"] == self.label.currentText()).to_numpy()
-        modality = self.modality.currentText()
-        if modality != ANY:
-            column = "text" if modality == "text" else f"{modality}_sha256"
-            keep &= f[column].notna().to_numpy() if column in f else False
-        needle = self.text.text().strip().lower()
-        if needle:
-            hay = (
-                f["id"].astype(str).str.lower()
-                + " "
-                + f.get("text", pd.Series("", index=f.index)).fillna("").str.lower()
-            )
-            keep &= hay.str.contains(needle, regex=False).to_numpy()
-        return f[keep]
+    def positions(self) -> np.ndarray:
+        """Row positions passing the split, label, modality and text filters (as of the last refresh)."""
+        return self._positions
 
     def apply_filter(self, *_: object) -> None:
         """Refresh the grid from the filters."""
         import pandas as pd
 
-        if self.frame is None:
+        if self.browser is None:
             return
-        rows = self.filtered()
+        self._positions = self.browser.filter(
+            split=self._value(self.split),
+            label=self._value(self.label),
+            modality=self._value(self.modality),
+            text=self.text.text(),
+        )
+        rows = self.browser.rows(self._positions)
         view = pd.DataFrame(
             {
-                "key": rows["row"] if "row" in rows else [],
-                "id": rows.get("id"),
-                "caption": rows.get("text"),
-                "label": rows.get("label"),
-                "split": rows.get("split"),
+                "key": rows.index.to_numpy(),
+                "id": rows["id"].to_numpy(),
+                "caption": rows["text"].to_numpy(),
+                "label": rows["label"].to_numpy(),
+                "split": rows["split"].to_numpy(),
             }
         )
         self.grid.set_frame(view)
-        self.count.setText(f"{len(rows):,} of {len(self.frame):,} rows")
+        self.count.setText(self.browser.summary(self._positions))
 
     def show_row(self, row: int) -> None:
         """Show one dataset row in the item card."""
+        if self.browser is None:
+            return
         try:
-            self.card.show_item(dataset_item(self.dataset, self.frame, int(row)))
+            self.card.show_item(self.browser.item(int(row)))
         except Exception as exc:  # a row that fails to read becomes a dialog, not a crash
             from gui.errors import show_exception
 

@@ -59,14 +59,16 @@ def test_open_demo_dataset_filters_and_shows_a_row(qapp, window_factory, data) -
     assert tab.grid.count() == 120
     tab.split.setCurrentText("val")
     assert 0 < tab.grid.count() < 120
-    assert set(tab.filtered()["split"]) == {"val"}
+    assert set(tab.browser.rows(tab.positions())["split"]) == {"val"}
+    assert tab.count.text() == f"{tab.grid.count()} of 120 rows"
     tab.split.setCurrentText("any")
     tab.modality.setCurrentText("audio")
-    assert tab.filtered()["audio_sha256"].notna().all()
+    assert tab.browser.rows(tab.positions())["audio"].all()
     tab.text.setText("circle")
-    assert all("circle" in t for t in tab.filtered()["text"])
+    shown = tab.browser.rows(tab.positions())
+    assert len(shown) == tab.grid.count() > 0 and all("circle" in t for t in shown["text"])
     tab.grid.setCurrentIndex(tab.grid.model().index(0))
-    assert tab.card.item is not None and tab.card.item.id == tab.filtered()["id"].iloc[0]
+    assert tab.card.item is not None and tab.card.item.id == shown["id"].iloc[0]
     assert wait_until(qapp, lambda: not tab.grid.samples.loading(), 30)
     assert tab.grid.samples.error is None and len(tab.grid.samples._thumbs) >= min(60, tab.grid.count())
     assert window.train_tab.form.data.text() == str(dataset)  # the other tabs follow the opened dataset
@@ -100,6 +102,8 @@ def test_ingest_wizard_writes_a_dataset_and_lists_bad_rows(qapp, window_factory,
     assert image.split("/")[-1] in dialog.report.toPlainText()
     assert wait_until(qapp, lambda: window.data_tab.dataset is not None, 30)
     assert str(window.data_tab.dataset.uri) == str(tmp_path / "made.lance")
+    assert "rejected 1" in window.data_tab.info.toPlainText()  # the last ingest's report, bad row listed
+    assert image.split("/")[-1] in window.data_tab.info.toPlainText()
     dialog.close()
 
 

@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 import numpy as np
 
+from mmpt.explore import RowBrowser
 from mmpt.notebook import html as H
-from mmpt.notebook.rows import ANY, RowBrowser, ingest_report
-from mmpt.store.dataset import MmptDataset, open_dataset
+
+if TYPE_CHECKING:
+    from mmpt.store.dataset import MmptDataset
+
+ANY = RowBrowser.ANY
 
 
 class DatasetPanel:
-    """A view of one dataset; `filter(...)` and `page(...)` set (and return self), called bare they read."""
+    """A view of one dataset; `filter(...)` and `page(...)` set (and return self), called bare they read.
+
+    Filtering, paging and reading cards are the core's `mmpt.explore.RowBrowser` (`self.browser`); this only
+    shows what it returns.
+    """
 
     def __init__(self, dataset: MmptDataset | str | Path, page_size: int = 12) -> None:
-        self.dataset = dataset if isinstance(dataset, MmptDataset) else open_dataset(dataset)
-        self.browser = RowBrowser(self.dataset)
+        self.browser = RowBrowser(dataset)
+        self.dataset = self.browser.dataset
         self.page_size = page_size
         self._positions = np.arange(0)
         self._page = 0
         self.stats = self.dataset.stats()
-        self.report = ingest_report(self.dataset)
+        self.report = self.dataset.ingest_report()
 
         self.info = W.HTML(self._stats_html()).add_class("mmpt-dataset-info")
         self.split_w = W.Dropdown(options=[ANY, *self.browser.choices("split")], description="split")
         self.label_w = W.Dropdown(options=[ANY, *self.browser.choices("label")], description="label")
-        self.modality_w = W.Dropdown(options=[ANY, "image", "audio", "text"], description="has")
+        self.modality_w = W.Dropdown(options=[ANY, *RowBrowser.MODALITIES], description="has")
         self.text_w = W.Text(
             placeholder="text or id contains...", description="match", continuous_update=False
         )
@@ -87,14 +94,13 @@ class DatasetPanel:
         """Show page `number` (0-based, clamped), or read the current page when called bare."""
         if number is None:
             return self._page
-        self._page = max(0, min(int(number), self.pages - 1))
-        self._render_page()
+        self._render_page(number)
         return self
 
     @property
     def pages(self) -> int:
         """Number of pages of the current filter."""
-        return max(1, math.ceil(len(self._positions) / self.page_size))
+        return self.browser.pages(len(self._positions), self.page_size)
 
     def positions(self) -> np.ndarray:
         """Row positions matching the current filters."""
@@ -122,16 +128,11 @@ class DatasetPanel:
     def _refresh(self) -> None:
         f = self.filter()
         self._positions = self.browser.filter(f["split"], f["label"], f["modality"], f["text"])
-        self._page = 0
-        self._render_page()
+        self._render_page(0)
 
-    def _render_page(self) -> None:
-        start = self._page * self.page_size
-        shown = self._positions[start : start + self.page_size]
-        self.page_w.value = (
-            f"page {self._page + 1} of {self.pages} · {len(self._positions):,} of "
-            f"{len(self.browser.frame):,} rows"
-        )
+    def _render_page(self, number: int) -> None:
+        self._page, shown = self.browser.page(self._positions, number, self.page_size)
+        self.page_w.value = f"page {self._page + 1} of {self.pages} · {self.browser.summary(self._positions)}"
         self.prev_w.disabled = self._page == 0
         self.next_w.disabled = self._page >= self.pages - 1
         self.grid_w.value = H.grid(self.browser.items(shown)) if len(shown) else "<em>no rows match</em>"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lance
 import numpy as np
@@ -12,6 +12,9 @@ import pyarrow.compute as pc
 
 from mmpt.errors import DataError
 from mmpt.store.schema import BLOB_MODALITIES, ID, MODALITIES, SPLIT, TEXT, sha_column
+
+if TYPE_CHECKING:
+    from mmpt.store.preview import PreviewHTML
 
 
 def _fatal(exc: BaseException) -> bool:
@@ -37,6 +40,13 @@ def open_lance(uri: str | Path, version: int | str | None = None,
         if version is not None and "not found" in reason.lower():
             raise DataError(f"{uri} has no version {version!r}") from None
         raise DataError(f"{uri} is not a readable Lance dataset: {reason[:200]}") from None
+
+
+def report_path_for(out: str | Path) -> str:
+    """Where the report of an ingest into `out` goes: next to it, `corpus.lance` -> `corpus.report.json`."""
+    text = str(out).rstrip("/")
+    stem = text[: -len(".lance")] if text.endswith(".lance") else text
+    return stem + ".report.json"
 
 
 class MmptDataset:
@@ -72,16 +82,20 @@ class MmptDataset:
 
     def split_indices(self, split: str | None = None) -> np.ndarray:
         """Row positions (int64, ascending) of one split, or of every row when split is None."""
+        splits = self._split_column()
+        if split is None:
+            return np.arange(len(splits), dtype=np.int64)
+        return np.flatnonzero(splits == split).astype(np.int64)
+
+    def _split_column(self) -> np.ndarray:
+        """The split of every row (read once, then cached)."""
         if self._splits is None:
             self._splits = self.lance.to_table(columns=[SPLIT]).column(SPLIT).to_numpy(zero_copy_only=False)
-        if split is None:
-            return np.arange(len(self._splits), dtype=np.int64)
-        return np.flatnonzero(self._splits == split).astype(np.int64)
+        return self._splits
 
     def splits(self) -> list[str]:
         """Split names present in the dataset."""
-        self.split_indices()
-        return sorted(set(self._splits.tolist()))
+        return sorted(set(self._split_column().tolist()))
 
     def modalities(self) -> set[str]:
         """Modalities with at least one non-null value."""
@@ -129,7 +143,7 @@ class MmptDataset:
 
         return dataset_stats(self)
 
-    def preview(self, n: int = 8, split: str | None = None):
+    def preview(self, n: int = 8, split: str | None = None) -> PreviewHTML:
         """HTML table of the first n rows: image thumbnails, audio players, captions and labels."""
         from mmpt.store.preview import preview_html
 
@@ -137,6 +151,19 @@ class MmptDataset:
 
     def _repr_html_(self) -> str:
         return self.preview(8)._repr_html_()
+
+    def ingest_report(self) -> dict[str, Any] | None:
+        """The `<name>.report.json` the last ingest into this dataset wrote; None if remote, absent or corrupt."""
+        import json
+
+        if "://" in self.uri:
+            return None
+        path = Path(report_path_for(self.uri))
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return report if isinstance(report, dict) else None
 
     def null_mask(self, column: str) -> np.ndarray:
         """Boolean array: True where `column` is null, by row position."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from mmpt.errors import DataError
-from mmpt.store.dataset import MmptDataset, open_lance
+from mmpt.store.dataset import MmptDataset, open_lance, report_path_for
 from mmpt.store.manifest import ColumnNames, Source, open_source
 from mmpt.store.pool import default_workers, ordered_map
 from mmpt.store.schema import ID, base_schema
@@ -69,13 +69,6 @@ def rejection_line(item: dict[str, Any]) -> str:
     """One rejected row on one line, naming the file (or column) that failed: `row 11 (id) audio FILE: reason`."""
     where = f" {item['modality']} {item['file']}" if item.get("file") else ""
     return f"row {item['row']} ({item['id']}){where}: {item['reason']}"
-
-
-def report_path_for(out: str | Path) -> str:
-    """Where the report of an ingest into `out` goes: next to it, `corpus.lance` -> `corpus.report.json`."""
-    text = str(out).rstrip("/")
-    stem = text[: -len(".lance")] if text.endswith(".lance") else text
-    return stem + ".report.json"
 
 
 def ingest(
