@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _API: dict[str, str] = {
     "ingest": "mmpt.store.ingest:ingest",
     "open_dataset": "mmpt.store.dataset:open_dataset",
+    "demo_frame": "mmpt.store.synthetic:demo_frame",
     "load_model": "mmpt.embed.api:load_model",
     "embeddings": "mmpt.embed.api:embeddings",
     "pretrain": "mmpt.api:pretrain",

@@ -27,9 +27,11 @@ def _given(**kwargs: Any) -> dict[str, Any]:
 
 
 def _job(kind: str, run: PathLike, params: dict[str, Any]) -> Job:
-    from mmpt.jobs import start
+    from mmpt.jobs import Job, start
 
-    return start(kind, run, **params)
+    job = start(kind, run, **params)
+    assert isinstance(job, Job)  # a process job: in_thread is not passed
+    return job
 
 
 def pretrain(
@@ -80,9 +82,12 @@ def resume(run: PathLike, *, background: bool = False, progress: bool = True) ->
     from mmpt.runs import RunDir
 
     if background:
+        from mmpt.jobs import Job
         from mmpt.jobs import resume as resume_job
 
-        return resume_job(run)
+        job = resume_job(run)
+        assert isinstance(job, Job)
+        return job
     kind = "finetune" if "finetune" in RunDir.open(run).config_dict() else "pretrain"
     if kind == "finetune":
         from mmpt.train.finetune import resume_finetune

@@ -53,11 +53,13 @@ def diagnose_load_error(exc: BaseException) -> str | None:
 
 def load_failure(exc: BaseException) -> str | None:
     """"<library>'s compiled library does not load (undefined symbol S)" when `exc` is such a failure, else None."""
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(f"{type(exc).__name__}: {exc}")
-        exc = exc.__cause__ or exc.__context__
+    chain: list[str] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        chain.append(f"{type(link).__name__}: {link}")
+        link = link.__cause__ or link.__context__
     text = " | ".join(chain)
     if not any(marker in text.lower() for marker in _LOAD_MARKERS):
         return None

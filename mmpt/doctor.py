@@ -68,7 +68,7 @@ def _check_torchaudio_ops(problems: list[str]) -> bool:
     """Load torchaudio's compiled library and run the ops mmpt uses (mel spectrogram, resampling)."""
     module, error = _try_import("torchaudio")
     if module is None:
-        problems.append(error if "fix:" in (error or "") else f"torchaudio does not import ({error}); fix: {PIN_FIX}")
+        problems.append(error if error and "fix:" in error else f"torchaudio does not import ({error}); fix: {PIN_FIX}")
         return False
     try:
         import torch
@@ -164,9 +164,10 @@ def run_checks() -> Report:
 
 def _record(result: tuple[Any, str | None], dist: str, problems: list[str]) -> bool:
     module, error = result
-    if module is None:
-        problems.append(error if error and "fix:" in error else f"{dist} does not import ({error}); "
-                        f"fix: pip install --force-reinstall {dist}=={version(dist)}")
+    if module is None and error and "fix:" in error:
+        problems.append(error)
+    elif module is None:
+        problems.append(f"{dist} does not import ({error}); fix: pip install --force-reinstall {dist}=={version(dist)}")
     return module is not None
 
 

@@ -90,7 +90,7 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(demo_dataset, tmp_path)
                          overrides=["data.num_workers=0", "train.max_bad_steps=3", "train.log_every=1"])
     model = _Diverging(build_model(cfg.model))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    run = RunDir.create(tmp_path / "run", cfg)
+    run = RunDir.create(tmp_path / "run", cfg.to_dict())
     with pytest.warns(UserWarning, match="non-finite"), pytest.raises(TrainingError, match="3 steps in a row"):
         train(cfg, run, model=model, progress=False)
     assert run.status()["state"] == "failed" and "NaN" in run.status()["error"]

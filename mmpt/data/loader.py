@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 import lance
 import numpy as np
@@ -69,7 +69,7 @@ class BatchLoader:
             raise DataError(f"start batch {k} is outside the epoch's {len(self)} batches")
         self._start_batch = k
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Generator[dict[str, Any], None, None]:
         if self._loader is None:
             self._loader = self._build()
         self.sampler.start_batch, self._start_batch = self._start_batch, 0
@@ -79,7 +79,7 @@ class BatchLoader:
             self.sampler.start_batch = 0
         return self._count_failures(batches)
 
-    def _count_failures(self, batches: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _count_failures(self, batches: Iterator[dict[str, Any]]) -> Generator[dict[str, Any], None, None]:
         for batch in batches:
             for modality, row_id, reason in batch.pop(FAILURES, ()):
                 if not self.decode_failures[modality]:
@@ -99,7 +99,8 @@ class BatchLoader:
             self.reader,
             batch_size=None,
             sampler=self.sampler,
-            collate_fn=_whole_batch,
+            # torch's stub types collate_fn for lists of samples; with batch_size=None it gets one sample.
+            collate_fn=_whole_batch,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             multiprocessing_context=worker_context() if workers else None,
             persistent_workers=workers,
@@ -121,8 +122,18 @@ class BatchLoader:
         self.close()
 
 
+@runtime_checkable
+class LanceHandle(Protocol):
+    """A dataset handle holding a pinned LanceDataset and its storage options (mmpt.store's MmptDataset)."""
+
+    @property
+    def lance(self) -> lance.LanceDataset: ...
+
+    storage_options: dict[str, str] | None
+
+
 def build_loader(
-    dataset: lance.LanceDataset | str,
+    dataset: lance.LanceDataset | LanceHandle | str,
     spec: InputSpec,
     modalities: tuple[str, ...] | list[str],
     split: str | None,
@@ -141,8 +152,8 @@ def build_loader(
 ) -> BatchLoader:
     """Batches of `split` for one rank: shuffled per epoch and augmented when `train`, in order otherwise.
 
-    `dataset` is a LanceDataset already checked out at the version to train on (or a URI, pinned to its
-    latest version now); workers reopen that exact version. `drop_last` defaults to `train`. `rows`
+    `dataset` is a LanceDataset already checked out at the version to train on (or an MmptDataset, which also
+    carries its storage options, or a URI, pinned to its latest version now); workers reopen that exact version. `drop_last` defaults to `train`. `rows`
     (row positions) replaces the split filter when given, e.g. to embed a selection.
     """
     ds, storage_options = _open(dataset, storage_options)
@@ -186,11 +197,13 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _open(dataset: Any, options: dict[str, str] | None) -> tuple[lance.LanceDataset, dict[str, str] | None]:
+def _open(
+    dataset: lance.LanceDataset | LanceHandle | str, options: dict[str, str] | None
+) -> tuple[lance.LanceDataset, dict[str, str] | None]:
     if isinstance(dataset, lance.LanceDataset):
         return dataset, options
-    if hasattr(dataset, "lance"):  # mmpt.store.dataset.MmptDataset
-        return dataset.lance, options or getattr(dataset, "storage_options", None)
+    if isinstance(dataset, LanceHandle):
+        return dataset.lance, options or dataset.storage_options
     try:
         return lance.dataset(str(dataset), storage_options=options), options
     except (ValueError, OSError) as exc:

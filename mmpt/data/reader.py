@@ -7,28 +7,38 @@ in the DataLoader worker that builds the batch. Workers reopen the dataset by (u
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
-from typing import Any
+from collections.abc import Callable
+from functools import lru_cache, partial
+from typing import Any, TypeVar
 
 import lance
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from mmpt.data.audio import decode_audio, fit_length
 from mmpt.data.collate import stack_with_mask
 from mmpt.data.sampler import BatchItem
 from mmpt.data.seeding import private_rng, reseed, row_seeds
-from mmpt.data.transforms import build_image_transform, decode_image, split_batch_normalize
+from mmpt.data.transforms import (
+    BatchNormalize,
+    ImageTransform,
+    build_image_transform,
+    decode_image,
+    split_batch_normalize,
+)
 from mmpt.models.spec import InputSpec
-from mmpt.models.tokenizer import build_tokenizer
+from mmpt.models.tokenizer import Tokenizer, build_tokenizer
 from mmpt.store.schema import ID, LABEL, TEXT, sha_column
 
 FAILURES = "_decode_failures"  # batch key carrying [(modality, row id, reason)] back to the loader
 
+_T = TypeVar("_T")
+
 
 @lru_cache(maxsize=4)
-def _cached_tokenizer(spec: InputSpec):
+def _cached_tokenizer(spec: InputSpec) -> Tokenizer:
     return build_tokenizer(spec)
 
 
@@ -54,12 +64,17 @@ class LanceBatchReader(Dataset):
         self.image_augment = image_augment if train else False
         self.verify_sha256 = verify_sha256
         self._ds = dataset
-        self._tokenizer = self._image_transform = self._batch_normalize = None
+        self._tokenizer: Tokenizer | None = None
+        # open_clip's image transform, built lazily in each worker; when it ends in ToTensor + Normalize it is
+        # split into its per-image PIL steps (`_pil_steps`) and one normalisation of the whole batch.
+        self._image_transform: ImageTransform | None = None
+        self._pil_steps: Callable[[Image.Image], Image.Image] | None = None
+        self._batch_normalize: BatchNormalize | None = None
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         # Never pickle the LanceDataset or the built transforms: workers rebuild them lazily.
         return {**self.__dict__, "_ds": None, "_tokenizer": None, "_image_transform": None,
-                "_batch_normalize": None}
+                "_pil_steps": None, "_batch_normalize": None}
 
     @property
     def lance(self) -> lance.LanceDataset:
@@ -84,19 +99,23 @@ class LanceBatchReader(Dataset):
         for modality in ("image", "audio"):
             if modality not in self.modalities:
                 continue
-            blobs = [b for _, b in self.lance.read_blobs(modality, indices=positions, preserve_order=True)]
-            shas = table.get(sha_column(modality), [None] * len(blobs))
-            values = []
-            for i, (blob, sha) in enumerate(zip(blobs, shas, strict=True)):
-                try:
-                    values.append(self._decode(modality, blob, sha, seeds[i] if seeds else None))
-                except Exception as exc:  # a corrupt blob must not stop training: mark it missing
-                    failures.append((modality, table[ID][i], f"{type(exc).__name__}: {exc}"))
-                    values.append(None)
-            if modality == "image" and self._batch_normalize is not None:  # values are uint8 arrays
-                batch[modality], batch[f"{modality}_mask"] = self._batch_normalize(values, self.spec.image_size)
+            blobs: list[bytes | None] = [
+                b for _, b in self.lance.read_blobs(modality, indices=positions, preserve_order=True)
+            ]
+            shas: list[str | None] = table.get(sha_column(modality), [None] * len(blobs))
+            rows = (modality, table[ID], blobs, shas, seeds, failures)
+            key, size = f"{modality}_mask", self.spec.image_size
+            if modality == "audio":
+                waves = self._decode_all(self._decode_audio, *rows)
+                batch[modality], batch[key] = stack_with_mask(waves, (self.spec.clip_samples,), torch.float32)
+                continue
+            transform, pil_steps, normalize = self._image_transforms()
+            if pil_steps is not None and normalize is not None:  # decode to uint8 arrays, normalise in one pass
+                pixels = self._decode_all(partial(self._pixels, pil_steps, normalize), *rows)
+                batch[modality], batch[key] = normalize(pixels, size)
             else:
-                batch[modality], batch[f"{modality}_mask"] = stack_with_mask(values, *self._shape(modality))
+                images = self._decode_all(partial(self._image, transform), *rows)
+                batch[modality], batch[key] = stack_with_mask(images, (3, size, size), torch.float32)
         batch[FAILURES] = failures
         return batch
 
@@ -106,42 +125,67 @@ class LanceBatchReader(Dataset):
     def _text(self, texts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
         if self._tokenizer is None:
             self._tokenizer = _cached_tokenizer(self.spec)
-        present = [i for i, t in enumerate(texts) if t is not None]
+        present = [(i, t) for i, t in enumerate(texts) if t is not None]
+        rows = [i for i, _ in present]
         tokens = torch.zeros((len(texts), self.spec.context_length), dtype=torch.long)
         if present:
-            tokens[present] = self._tokenizer([texts[i] for i in present]).long()
+            tokens[rows] = self._tokenizer([t for _, t in present]).long()
         mask = torch.zeros(len(texts), dtype=torch.bool)
-        mask[present] = True
+        mask[rows] = True
         return tokens, mask
 
-    def _shape(self, modality: str) -> tuple[tuple[int, ...], torch.dtype]:
-        if modality == "image":
-            return (3, self.spec.image_size, self.spec.image_size), torch.float32
-        return (self.spec.clip_samples,), torch.float32
+    @staticmethod
+    def _decode_all(
+        decode: Callable[[bytes, int | None], _T],
+        modality: str,
+        ids: list[str],
+        blobs: list[bytes | None],
+        shas: list[str | None],
+        seeds: list[int] | None,
+        failures: list[tuple[str, str, str]],
+    ) -> list[_T | None]:
+        """`decode(blob, row seed)` of each blob after checking its sha256 (when given); None where the blob
+        is missing or fails (the failure is appended to `failures`)."""
+        values: list[_T | None] = []
+        for i, (blob, sha) in enumerate(zip(blobs, shas, strict=True)):
+            if blob is None:
+                values.append(None)
+                continue
+            try:
+                if sha is not None and hashlib.sha256(blob).hexdigest() != sha:
+                    raise ValueError("sha256 mismatch")
+                values.append(decode(blob, seeds[i] if seeds else None))
+            except Exception as exc:  # a corrupt blob must not stop training: mark it missing
+                failures.append((modality, ids[i], f"{type(exc).__name__}: {exc}"))
+                values.append(None)
+        return values
 
-    def _decode(
-        self, modality: str, blob: bytes | None, sha: str | None, seed: int | None
-    ) -> torch.Tensor | np.ndarray | None:
-        if blob is None:
-            return None
-        if sha is not None and hashlib.sha256(blob).hexdigest() != sha:
-            raise ValueError("sha256 mismatch")
-        if modality == "image":
-            if self._image_transform is None:
-                # The per-image part of open_clip's transform; ToTensor + Normalize then run once per batch.
-                transform = build_image_transform(self.spec, self.image_augment)
-                split = split_batch_normalize(transform)
-                self._image_transform, self._batch_normalize = split if split else (transform, None)
-            image = decode_image(blob)
-            if seed is None or not self.image_augment:
-                image = self._image_transform(image)
-            else:
-                with private_rng():
-                    reseed(seed)
-                    image = self._image_transform(image)
-            if self._batch_normalize is None:
-                return image
-            return self._batch_normalize.as_pixels(image, self.spec.image_size)
+    def _image_transforms(
+        self,
+    ) -> tuple[ImageTransform, Callable[[Image.Image], Image.Image] | None, BatchNormalize | None]:
+        """The image transform, and its (per-image PIL steps, batch normalisation) split when it has one."""
+        if self._image_transform is None:
+            transform = build_image_transform(self.spec, self.image_augment)
+            split = split_batch_normalize(transform)
+            self._pil_steps, self._batch_normalize = split if split else (None, None)
+            self._image_transform = transform
+        return self._image_transform, self._pil_steps, self._batch_normalize
+
+    def _image(self, transform: Callable[[Image.Image], _T], blob: bytes, seed: int | None) -> _T:
+        """Decode one image and apply `transform`, seeded per row when augmenting."""
+        image = decode_image(blob)
+        if seed is None or not self.image_augment:
+            return transform(image)
+        with private_rng():
+            reseed(seed)
+            return transform(image)
+
+    def _pixels(
+        self, pil_steps: Callable[[Image.Image], Image.Image], normalize: BatchNormalize, blob: bytes, seed: int | None
+    ) -> np.ndarray:
+        return normalize.as_pixels(self._image(pil_steps, blob, seed), self.spec.image_size)
+
+    def _decode_audio(self, blob: bytes, seed: int | None) -> torch.Tensor:
         wave = decode_audio(blob, self.spec.sample_rate)
         rng = np.random.default_rng(seed) if seed is not None else None
         return fit_length(wave, self.spec.clip_samples, rng)

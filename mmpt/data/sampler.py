@@ -6,6 +6,7 @@ of 8 see exactly the global batches one rank of 16 sees. Every rank gets the sam
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import lance
@@ -104,5 +105,5 @@ class ShardedBatchSampler(Sampler[BatchItem]):
             out.append(BatchItem(epoch, b, rows[sl].copy(), slots[sl], padded[sl]))
         return out
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[BatchItem]:
         return iter(self.items(self.epoch, self.start_batch))

@@ -138,9 +138,10 @@ def open_latest(uri: str, storage_options: dict[str, str] | None = None) -> lanc
 
 def column_fingerprint(ds: lance.LanceDataset, column: str) -> str | None:
     """A digest of the data files that hold a column; changes whenever the column's values are rewritten."""
-    if column not in ds.schema.names:
+    field = ds.lance_schema.field(column) if column in ds.schema.names else None
+    if field is None:
         return None
-    field_id = ds.lance_schema.field(column).id()
+    field_id = field.id()
     digest = hashlib.sha1()
     for fragment in sorted(ds.get_fragments(), key=lambda f: f.fragment_id):
         for data_file in fragment.data_files():
@@ -205,9 +206,12 @@ def upsert_column(
             raise DataError(
                 f"column {column} holds {ds.schema.field(column).type}, cannot write {values.type}"
             )
-        updated, fields = [], []
+        updated: list[lance.FragmentMetadata] = []
+        fields: list[int] = []
         for fid in fragments:
-            fragment, fields = ds.get_fragment(fid).update_columns(table, left_on=ID, right_on=ID)
+            source = ds.get_fragment(fid)
+            assert source is not None, f"fragment {fid} was read from this very version"
+            fragment, fields = source.update_columns(table, left_on=ID, right_on=ID)
             updated.append(fragment)
         op = lance.LanceOperation.Update(
             updated_fragments=updated, fields_modified=fields, update_mode="rewrite_columns"

@@ -99,7 +99,7 @@ def embed_command(
             "written": rows,
             "rows": embedded_rows(ds, column_name, m),
         }
-    if to is not None:
+    if to is not None and path is not None:  # given together (checked above)
         report["export"] = str(export(ds, column_name, list(written), to, path, split=split))
     if as_json:
         _echo_json(report)
@@ -107,7 +107,7 @@ def embed_command(
     for info in report["columns"].values():
         click.echo(f"{info['column']}: {info['written']} rows written, {info['rows']} embedded in all")
     click.echo(f"dataset version {report['version']} (tag {report['tag']})")
-    if to is not None:
+    if "export" in report:
         click.echo(f"exported {to} to {report['export']}")
 
 

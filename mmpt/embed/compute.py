@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from mmpt.models.model import MultimodalModel
+    from mmpt.store.dataset import MmptDataset
 
 T = TypeVar("T")
 
@@ -38,10 +41,10 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def compute_embeddings(
-    model: nn.Module,
-    dataset,
+    model: MultimodalModel,
+    dataset: MmptDataset,
     split: str | None,
-    modalities: list[str] | None = None,
+    modalities: Sequence[str] | None = None,
     *,
     batch_size: int = 128,
     device: str | torch.device = "auto",
@@ -56,7 +59,7 @@ def compute_embeddings(
     wanted = [
         m for m in (modalities or model.modalities) if m in model.modalities and m in dataset.modalities()
     ]
-    out: dict[str, tuple[list, list, list]] = {m: ([], [], []) for m in wanted}
+    out: dict[str, tuple[list[str], list[str | None], list[np.ndarray]]] = {m: ([], [], []) for m in wanted}
     for _, batch in iter_embeddings(
         model,
         dataset,
@@ -80,8 +83,8 @@ def compute_embeddings(
 
 
 def iter_embeddings(
-    model: nn.Module,
-    dataset,
+    model: MultimodalModel,
+    dataset: MmptDataset,
     modalities: list[str],
     *,
     split: str | None = None,
@@ -90,7 +93,7 @@ def iter_embeddings(
     device: str | torch.device = "auto",
     num_workers: int = 0,
     progress: bool | tqdm = True,
-) -> Iterator[tuple[list[str], dict[str, SplitEmbeddings]]]:
+) -> Generator[tuple[list[str], dict[str, SplitEmbeddings]], None, None]:
     """Per loader batch, its row ids and each modality's embeddings of the rows holding it (one decode pass).
 
     Without workers, the next batches are decoded in a background thread while the model runs on the
@@ -113,9 +116,9 @@ def iter_embeddings(
     )
     own_bar = not isinstance(progress, tqdm)
     bar = (
-        tqdm(total=loader.num_rows, disable=not progress, unit="row", desc="embed", dynamic_ncols=True)
-        if own_bar
-        else progress
+        progress
+        if isinstance(progress, tqdm)
+        else tqdm(total=loader.num_rows, disable=not progress, unit="row", desc="embed", dynamic_ncols=True)
     )
     try:
         with loader, closing(prefetched(loader) if num_workers == 0 else iter(loader)) as batches:
@@ -129,7 +132,7 @@ def iter_embeddings(
 
 @torch.no_grad()
 def _embed_batch(
-    model: nn.Module, batch: dict, modalities: list[str], dev: torch.device
+    model: MultimodalModel, batch: dict[str, Any], modalities: list[str], dev: torch.device
 ) -> dict[str, SplitEmbeddings]:
     """Run the towers on one batch (bf16 autocast on CUDA) and keep the rows holding each modality."""
     tensors = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -144,7 +147,7 @@ def _embed_batch(
     return out
 
 
-def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+def prefetched(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """Yield `items` while a background thread builds the next `depth` of them.
 
     Decoding (PIL, soundfile, Lance reads) and the forward both release the GIL, so the two overlap on

@@ -18,6 +18,7 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 
+import lance
 import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -108,7 +109,7 @@ def _metadata(source: str, fingerprint: str | None, params: dict[str, Any]) -> d
     }
 
 
-def _cached(ds, column: str, source: str, params: dict[str, Any]) -> Projection | None:
+def _cached(ds: lance.LanceDataset, column: str, source: str, params: dict[str, Any]) -> Projection | None:
     """The cached column's values if it was computed from the current embeddings with the same params."""
     if column not in ds.schema.names:
         return None
@@ -276,7 +277,15 @@ class ProjectionJob:
         if self._on_progress is not None:
             self._on_progress(fraction, message)
 
-    def _work(self, uri, source, column, params, fit, cache) -> None:
+    def _work(
+        self,
+        uri: str,
+        source: str,
+        column: str,
+        params: dict[str, Any],
+        fit: Callable[[np.ndarray], np.ndarray],
+        cache: bool,
+    ) -> None:
         try:
             self._result = _run(uri, source, column, params, fit, cache, self._report, self._cancel.is_set)
         except BaseException as exc:  # handed to the caller by result()

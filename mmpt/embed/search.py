@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import lance
 import numpy as np
@@ -44,7 +44,14 @@ class Hit:
         return asdict(self)
 
 
-def index_params(rows: int, dim: int, index_type: str = INDEX_TYPE) -> dict[str, int]:
+class IndexParams(TypedDict, total=False):
+    """Keyword arguments of `LanceDataset.create_index` that `index_params` chooses."""
+
+    num_partitions: int
+    num_sub_vectors: int
+
+
+def index_params(rows: int, dim: int, index_type: str = INDEX_TYPE) -> IndexParams:
     """Build parameters for an index over `rows` vectors of size `dim` (partitions grow with sqrt(rows))."""
     partitions = int(min(max(16, round(np.sqrt(rows) * 0.8)), 1024))
     if index_type == "IVF_PQ":
@@ -152,9 +159,9 @@ _exact_cache = _ExactCache()
 
 
 def _hits(rows: pa.Table, order: Iterable[int], scores: Iterable[float]) -> list[Hit]:
-    cols = [rows[c] for c in HIT_COLUMNS]
+    ids, texts, labels, splits = (rows[c] for c in HIT_COLUMNS)
     return [
-        Hit(*(c[i].as_py() for c in cols[:1]), float(s), *(c[i].as_py() for c in cols[1:]))
+        Hit(ids[i].as_py(), float(s), texts[i].as_py(), labels[i].as_py(), splits[i].as_py())
         for i, s in zip(order, scores, strict=True)
     ]
 
@@ -166,7 +173,9 @@ def _check_k(k: int, available: int) -> None:
         raise DataError(f"k={k} is larger than the {available} rows searched")
 
 
-def _exact(ds, column, q, k, condition, exclude: set[str]) -> list[list[Hit]]:
+def _exact(
+    ds: lance.LanceDataset, column: str, q: np.ndarray, k: int, condition: str | None, exclude: set[str]
+) -> list[list[Hit]]:
     rows, matrix = _exact_cache.get(ds, column)
     keep = np.ones(len(rows), bool)
     if condition:
@@ -189,7 +198,15 @@ def _exact(ds, column, q, k, condition, exclude: set[str]) -> list[list[Hit]]:
     return results
 
 
-def _indexed(ds, column, q, k, condition, exclude: set[str], params: dict[str, int]) -> list[list[Hit]]:
+def _indexed(
+    ds: lance.LanceDataset,
+    column: str,
+    q: np.ndarray,
+    k: int,
+    condition: str | None,
+    exclude: set[str],
+    params: dict[str, int],
+) -> list[list[Hit]]:
     _check_k(k, ds.count_rows())
     drop = pa.array(list(exclude), pa.string())
     results = []

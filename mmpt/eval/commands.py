@@ -31,12 +31,14 @@ def eval_command(run: str, data: str | None, split: str, prompt: str, probe_spli
     from mmpt.eval.report import format_report
     from mmpt.eval.run import evaluate_run
 
-    kwargs = dict(split=split, prompt=prompt, probe_split=probe_split, device=device, batch_size=batch_size,
-                  progress=not quiet)
-    report = evaluate_run(run, data, name=name, **kwargs)
+    def evaluate(path: str, dataset: str | None) -> dict:
+        return evaluate_run(path, dataset, split, name=name, prompt=prompt, probe_split=probe_split, device=device,
+                            batch_size=batch_size, progress=not quiet)
+
+    report = evaluate(run, data)
     comparison = None
     if compare_run:
-        other = evaluate_run(compare_run, data or report["meta"]["dataset"], name=name, **kwargs)
+        other = evaluate(compare_run, data or report["meta"]["dataset"])
         names = (Path(compare_run).name, Path(run).name)
         comparison = compare(other, report, names=names if names[0] != names[1] else ("other", "this"))
     if html and (Path(run) / "eval").is_dir():

@@ -202,7 +202,7 @@ def _curves(events: list[dict], kind: str, keep: Callable[[str], bool]) -> list[
         },
         key=lambda k: (k != "loss", k),
     )
-    series = []
+    series: list[Series] = []
     for key in keys:
         pts = [(e["step"], e[key]) for e in rows if isinstance(e.get(key), int | float)]
         series.append((key, [p[0] for p in pts], [p[1] for p in pts]))

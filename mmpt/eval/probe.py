@@ -20,7 +20,7 @@ def _labelled(emb: np.ndarray, labels: Sequence[str | None], what: str) -> tuple
     if emb.ndim != 2 or emb.shape[0] != len(labels):
         raise ValueError(f"{what} embeddings must be [{len(labels)}, D], got {list(emb.shape)}")
     keep = [i for i, label in enumerate(labels) if label is not None]
-    return emb[keep], [labels[i] for i in keep]
+    return emb[keep], [label for label in labels if label is not None]
 
 
 def linear_probe(

@@ -175,8 +175,9 @@ def evaluate_embeddings(
                 )
                 attempt("label_match", pair_name(q, t), match)
 
-    for m in _ordered([m for m in (probe_train or {}) if m in embs]):
-        _, train_labels, train_emb = probe_train[m]
+    train_embs: Embeddings = probe_train or {}
+    for m in _ordered([m for m in train_embs if m in embs]):
+        _, train_labels, train_emb = train_embs[m]
         _, test_labels, test_emb = embs[m]
         attempt(
             "linear_probe",
@@ -190,7 +191,7 @@ def evaluate_embeddings(
         "prompt": _prompt_meta(prompt) if class_text_emb_fn is not None else None,
         "modalities": modalities,
         "n_rows": {m: len(embs[m][0]) for m in modalities},
-        "n_train_rows": {m: len(probe_train[m][0]) for m in probe_train or {}},
+        "n_train_rows": {m: len(train_embs[m][0]) for m in train_embs},
         "class_names": names,
         "skipped": skipped,
         "elapsed_s": round(time.perf_counter() - started, 3),

@@ -103,8 +103,11 @@ def label_match(
     """
     query_emb = _check(query_emb, len(query_labels), "query_emb")
     target_emb = _check(target_emb, len(target_labels), "target_emb")
-    if exclude_same_id and (query_ids is None or target_ids is None):
-        raise ValueError("exclude_same_id needs query_ids and target_ids")
+    ids: tuple[Sequence[str], Sequence[str]] | None = None
+    if exclude_same_id:
+        if query_ids is None or target_ids is None:
+            raise ValueError("exclude_same_id needs query_ids and target_ids")
+        ids = (query_ids, target_ids)
     q_rows = np.array([i for i, label in enumerate(query_labels) if label is not None], dtype=np.int64)
     t_rows = np.array([i for i, label in enumerate(target_labels) if label is not None], dtype=np.int64)
     if len(q_rows) == 0 or len(t_rows) == 0:
@@ -112,9 +115,10 @@ def label_match(
     t_labels = np.array([target_labels[i] for i in t_rows], dtype=object)
     q_labels = np.array([query_labels[i] for i in q_rows], dtype=object)
     self_col = np.full(len(q_rows), -1, dtype=np.int64)  # column of the query's own row among targets
-    if exclude_same_id:
-        pool = {target_ids[t]: j for j, t in enumerate(t_rows)}
-        self_col = np.array([pool.get(query_ids[q], -1) for q in q_rows], dtype=np.int64)
+    if ids is not None:
+        q_ids, t_ids = ids
+        pool = {t_ids[t]: j for j, t in enumerate(t_rows)}
+        self_col = np.array([pool.get(q_ids[q], -1) for q in q_rows], dtype=np.int64)
     t_emb = target_emb[t_rows]
     top = np.empty(len(q_rows), dtype=np.int64)
     for block in _blocks(len(q_rows), chunk):

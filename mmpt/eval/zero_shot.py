@@ -33,10 +33,14 @@ def class_text_embeddings(
     templates = [templates] if isinstance(templates, str) else list(templates)
     if not templates:
         raise ConfigError("no prompt template given")
-    total = None
-    for template in templates:
-        emb = np.asarray(encode_texts([format_prompt(template, name) for name in class_names]), np.float64)
-        total = emb if total is None else total + emb
+
+    def embed(template: str) -> np.ndarray:
+        return np.asarray(encode_texts([format_prompt(template, name) for name in class_names]), np.float64)
+
+    first, *rest = templates
+    total = embed(first)
+    for template in rest:
+        total = total + embed(template)
     norm = np.linalg.norm(total, axis=1, keepdims=True)
     return (total / np.maximum(norm, 1e-12)).astype(np.float32)
 
@@ -70,11 +74,12 @@ def zero_shot(
         raise DataError(f"zero-shot needs at least two class names, got {class_names}")
     known = set(class_names)
     keep = [i for i, label in enumerate(labels) if label is not None and label in known]
+    kept = [label for label in labels if label is not None and label in known]
     unknown = Counter(label for label in labels if label is not None and label not in known)
     if not keep:
         raise DataError("zero-shot: no row has a label among the class names")
     scores = softmax(logit_scale * (emb[keep] @ class_text_emb.T))
-    out = classification_metrics([labels[i] for i in keep], scores, class_names, top_k=top_k)
+    out = classification_metrics(kept, scores, class_names, top_k=top_k)
     out["n_unlabelled"] = sum(label is None for label in labels)
     out["unknown_labels"] = dict(sorted(unknown.items()))
     return out

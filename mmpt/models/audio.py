@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +29,7 @@ class LogMelFrontEnd(nn.Module):
             for name, buf in list(module.named_buffers(recurse=False)):
                 module.register_buffer(name, buf.clone(), persistent=False)
 
-    def _build(self, cfg: AudioConfig, T) -> None:
+    def _build(self, cfg: AudioConfig, T: ModuleType) -> None:
         self.mel = T.MelSpectrogram(
             sample_rate=cfg.sample_rate,
             n_fft=cfg.n_fft,

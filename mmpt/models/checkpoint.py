@@ -20,11 +20,13 @@ def save_model(model: nn.Module, directory: str | Path) -> Path:
     """Write the model's weights and config into `directory` (created if needed); returns the directory."""
     from safetensors.torch import save_model as save_safetensors
 
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    inner = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if not isinstance(inner, MultimodalModel):
+        raise TypeError(f"save_model saves a MultimodalModel, got {type(inner).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model, str(directory / WEIGHTS), metadata={"format": "pt"})
-    (directory / CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    save_safetensors(inner, str(directory / WEIGHTS), metadata={"format": "pt"})
+    (directory / CONFIG).write_text(json.dumps(inner.config.to_dict(), indent=2) + "\n")
     return directory
 
 

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmpt.errors import ConfigError
 from mmpt.models.audio import AudioEncoder
 from mmpt.models.config import ModelConfig
 from mmpt.models.image_text import build_image_tower, build_text_tower, image_size
 from mmpt.models.spec import InputSpec
 
 TOWERS: tuple[str, ...] = ("image", "text", "audio", "heads")
+
+
+@runtime_checkable
+class GradCheckpointing(Protocol):
+    """A tower that can trade compute for memory (open_clip's towers, timm trunks, AudioEncoder, HFTextTower)."""
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None: ...
 
 
 class MultimodalModel(nn.Module):
@@ -51,15 +60,15 @@ class MultimodalModel(nn.Module):
     # -- encoders: each returns L2-normalised [N, embed_dim] --------------------------------------
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """Images [N, 3, H, W] (normalised with spec.image_mean/std) -> unit vectors [N, D]."""
-        return F.normalize(self.clip.visual(pixels), dim=-1)
+        return F.normalize(self._require("image")(pixels), dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids [N, L] (int64, from build_tokenizer(spec)) -> unit vectors [N, D]."""
-        return F.normalize(self.clip.text(tokens), dim=-1)
+        return F.normalize(self._require("text")(tokens), dim=-1)
 
     def encode_audio(self, wave: torch.Tensor) -> torch.Tensor:
         """Mono waveform [N, spec.clip_samples] at spec.sample_rate -> unit vectors [N, D]."""
-        return F.normalize(self.audio(wave), dim=-1)
+        return F.normalize(self._require("audio")(wave), dim=-1)
 
     def encode(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         """Embeddings of one modality; a tower whose parameters are all frozen runs without autograd."""
@@ -111,6 +120,12 @@ class MultimodalModel(nn.Module):
             return self.audio
         raise ValueError(f"unknown tower {name!r}: expected one of {', '.join(TOWERS)}")
 
+    def _require(self, name: str) -> nn.Module:
+        module = self.tower(name)
+        if module is None:
+            raise ValueError(f"this model has no {name} tower (its modalities: {', '.join(self.modalities)})")
+        return module
+
     def tower_parameters(self, name: str) -> Iterator[nn.Parameter]:
         """Parameters of "image", "text", "audio" or "heads" (the logit scales and biases)."""
         if name == "heads":
@@ -131,8 +146,9 @@ class MultimodalModel(nn.Module):
         super().train(mode)
         if mode:
             for name in ("image", "text", "audio"):
-                if self.tower_frozen(name):
-                    self.tower(name).eval()
+                module = self.tower(name)
+                if module is not None and self.tower_frozen(name):
+                    module.eval()
         return self
 
     def param_count(self) -> dict[str, int]:
@@ -145,21 +161,37 @@ class MultimodalModel(nn.Module):
         """Trade compute for memory in every tower (delegates to open_clip / timm)."""
         for name in ("image", "text", "audio"):
             module = self.tower(name)
-            if module is not None:
-                module.set_grad_checkpointing(enable)
+            if module is None:
+                continue
+            if not isinstance(module, GradCheckpointing):
+                raise TypeError(f"the {name} tower ({type(module).__name__}) does not support gradient checkpointing")
+            module.set_grad_checkpointing(enable)
 
 
 def _input_spec(cfg: ModelConfig, text: nn.Module | None) -> InputSpec:
     defaults = InputSpec()
     return InputSpec(
         image_size=image_size(cfg) if "image" in cfg.modalities else defaults.image_size,
-        image_mean=tuple(cfg.image_mean),
-        image_std=tuple(cfg.image_std),
+        image_mean=_rgb(cfg.image_mean),
+        image_std=_rgb(cfg.image_std),
         sample_rate=cfg.audio.sample_rate,
         clip_samples=cfg.audio.clip_samples,
-        context_length=int(text.context_length) if text is not None else defaults.context_length,
+        context_length=_context_length(text) if text is not None else defaults.context_length,
         tokenizer=cfg.text_tower,
     )
+
+
+def _rgb(values: list[float]) -> tuple[float, float, float]:
+    r, g, b = values  # ModelConfig.validate checked there are 3
+    return (r, g, b)
+
+
+def _context_length(text: nn.Module) -> int:
+    """The text tower's `context_length` attribute (see image_text: every text tower has one, an int)."""
+    n = getattr(text, "context_length", None)
+    if not isinstance(n, int):
+        raise ConfigError(f"text tower {type(text).__name__} has no int attribute context_length")
+    return n
 
 
 def build_model(cfg: ModelConfig) -> MultimodalModel:

@@ -145,7 +145,7 @@ class RunDir:
     def save_checkpoint(
         self,
         step: int,
-        write_weights: Callable[[Path], None],
+        write_weights: Callable[[Path], object],
         extra: dict[str, Any],
         state: dict[str, Any],
         keep: int = 3,

@@ -28,8 +28,9 @@ from mmpt.errors import DataError
               help="Rows per validation task and write batch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON instead of a summary.")
-def ingest_command(source: str, out: str, id_col, text_col, image_col, audio_col, label_col, split_col,
-                   split_ratios: str, append: bool, overwrite: bool, strict: bool, workers, batch_rows: int,
+def ingest_command(source: str, out: str, id_col: str | None, text_col: str | None, image_col: str | None,
+                   audio_col: str | None, label_col: str | None, split_col: str | None, split_ratios: str,
+                   append: bool, overwrite: bool, strict: bool, workers: int | None, batch_rows: int,
                    quiet: bool, as_json: bool) -> None:
     """Turn a manifest (CSV, TSV, JSONL, Parquet) or a folder tree into an mmpt Lance dataset.
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,13 +14,18 @@ import pyarrow.compute as pc
 
 from mmpt.store.schema import LABEL, MODALITIES, SPLIT, TEXT, sha_column
 
+if TYPE_CHECKING:
+    import lance
+
+    from mmpt.store.dataset import MmptDataset
+
 
 def _presence_column(modality: str) -> str:
     # A blob is present exactly when its sha256 is, and the sha column is cheap to scan.
     return TEXT if modality == TEXT else sha_column(modality)
 
 
-def dataset_stats(ds) -> dict[str, Any]:
+def dataset_stats(ds: MmptDataset) -> dict[str, Any]:
     """Every figure of `data info` as a JSON-ready dict, computed in one streaming scan."""
     lds = ds.lance
     names = lds.schema.names
@@ -65,17 +71,20 @@ def dataset_stats(ds) -> dict[str, Any]:
     }
 
 
-def _versions(lds) -> list[dict[str, Any]]:
+def _versions(lds: lance.LanceDataset) -> list[dict[str, Any]]:
     tags: dict[int, list[str]] = {}
     try:
         for name, info in lds.tags.list().items():
             version = info["version"] if isinstance(info, dict) else getattr(info, "version", None)
-            tags.setdefault(int(version), []).append(name)
+            if version is not None:
+                tags.setdefault(int(version), []).append(name)
     except Exception:  # noqa: BLE001 - tags are optional decoration
         tags = {}
     out = []
     for entry in lds.versions():
-        item: dict[str, Any] = {"version": int(entry["version"]), "timestamp": entry["timestamp"].isoformat()}
+        stamp = entry["timestamp"]  # lance converts its int nanoseconds to a datetime; accept either
+        when = stamp if isinstance(stamp, datetime) else datetime.fromtimestamp(stamp / 1e9)
+        item: dict[str, Any] = {"version": int(entry["version"]), "timestamp": when.isoformat()}
         rows = (entry.get("metadata") or {}).get("total_rows")
         if rows is not None:
             item["rows"] = int(rows)
@@ -100,7 +109,7 @@ def _metadata_columns(schema: pa.Schema) -> dict[str, str]:
     return {name: str(dtype) for name, dtype in metadata_types(schema).items()}
 
 
-def _size_bytes(ds) -> int:
+def _size_bytes(ds: MmptDataset) -> int:
     if "://" not in ds.uri:
         total = 0
         for root, _, files in os.walk(Path(ds.uri)):

@@ -84,7 +84,7 @@ def manifest_source(uri: str, columns: ColumnNames, storage_options: dict[str, s
     local = "://" not in uri
     base = str(Path(uri).resolve().parent) if local else uri.rsplit("/", 1)[0]
 
-    def open_file():
+    def open_file() -> pa.NativeFile:
         if local:
             return pa.OSFile(uri, "rb")
         from pyarrow import fs
@@ -111,7 +111,7 @@ def manifest_source(uri: str, columns: ColumnNames, storage_options: dict[str, s
     return _table_source(Path(uri).name, schema, batches, columns, base, total, id_prefix=Path(uri).stem)
 
 
-def _peek(kind: str, open_file) -> tuple[pa.Schema, int | None]:
+def _peek(kind: str, open_file: Callable[[], pa.NativeFile]) -> tuple[pa.Schema, int | None]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -121,7 +121,9 @@ def _peek(kind: str, open_file) -> tuple[pa.Schema, int | None]:
     return reader.schema, None
 
 
-def _text_reader(kind: str, handle, block_size: int, column_types: dict[str, pa.DataType] | None = None):
+def _text_reader(
+    kind: str, handle: pa.NativeFile, block_size: int, column_types: dict[str, pa.DataType] | None = None
+) -> pa.RecordBatchReader:
     if kind in ("csv", "tsv"):
         from pyarrow import csv
 
@@ -136,7 +138,7 @@ def _text_reader(kind: str, handle, block_size: int, column_types: dict[str, pa.
     return pj.open_json(handle, read_options=pj.ReadOptions(block_size=block_size))
 
 
-def _read_batches(kind: str, open_file, size: int) -> Iterator[pa.RecordBatch]:
+def _read_batches(kind: str, open_file: Callable[[], pa.NativeFile], size: int) -> Iterator[pa.RecordBatch]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import TYPE_CHECKING
 
 from mmpt.store.schema import ID, LABEL, SPLIT, TEXT
+
+if TYPE_CHECKING:
+    from mmpt.store.dataset import MmptDataset
 
 THUMBNAIL = 96
 MAX_INLINE_AUDIO = 2 << 20  # longer clips are cut to their first seconds and re-encoded as WAV
@@ -24,8 +28,8 @@ def image_data_uri(data: bytes, size: int = THUMBNAIL) -> str:
     """A PNG thumbnail of encoded image bytes as a data URI (or an error note if it does not decode)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
+    with Image.open(io.BytesIO(data)) as src:
+        img = src.convert("RGB")
         img.thumbnail((size, size))
         buf = io.BytesIO()
         img.save(buf, format="PNG")
@@ -60,7 +64,7 @@ def audio_data_uri(data: bytes) -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def preview_html(ds, n: int = 8, split: str | None = None) -> PreviewHTML:
+def preview_html(ds: MmptDataset, n: int = 8, split: str | None = None) -> PreviewHTML:
     """HTML table of the first n rows (of a split): id, image thumbnail, audio player, caption, label, split."""
     positions = ds.split_indices(split)[: max(0, n)]
     names = ds.schema.names

@@ -101,6 +101,18 @@ def demo_rows(n_rows: int, seed: int = 0, start: int = 0) -> Iterator[dict[str, 
         yield demo_row(index, seed)
 
 
+def demo_frame(n_rows: int = 600, seed: int = 0) -> Any:
+    """The first `n_rows` demo rows as a pandas DataFrame (PNG/WAV bytes in `image`/`audio`), ready for `mmpt.ingest`.
+
+    For trying the Python API on data shaped like a user's own table.
+    """
+    import pandas as pd
+
+    if n_rows < 1:
+        raise DataError("the demo frame needs at least one row")
+    return pd.DataFrame(list(demo_rows(n_rows, seed)))
+
+
 def demo_schema() -> pa.Schema:
     """Dataset schema of the demo corpus: the core columns plus `colour` and `shape` metadata."""
     return base_schema({"colour": pa.string(), "shape": pa.string()})

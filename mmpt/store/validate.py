@@ -80,9 +80,10 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
     if split_value is None or str(split_value).strip() == "":
         split = split_for_id(row_id, options.split_ratios)
     else:
-        split = normalise_split(str(split_value))
-        if split is None:
+        normalised = normalise_split(str(split_value))
+        if normalised is None:
             raise Rejection("bad_split", f"unknown split {split_value!r} (expected train, val or test)")
+        split = normalised
     label = row.get("label")
     out = {
         "id": row_id,

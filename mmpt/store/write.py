@@ -11,7 +11,7 @@ import hashlib
 import queue
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def rows_to_batch(rows: list[Mapping[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
+def rows_to_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.RecordBatch:
     """Build one record batch in `schema` from row dicts; blob sha256s are computed here when not given."""
     columns: list[pa.Array] = []
     for field in schema:

@@ -6,7 +6,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tomli_w
 
@@ -14,6 +14,11 @@ from mmpt.errors import ConfigError
 from mmpt.models.config import ModelConfig
 
 PAIRS: tuple[str, ...] = ("image-text", "audio-text", "image-audio")
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Section = TypeVar("_Section", bound="DataclassInstance")
 
 
 @dataclass
@@ -63,6 +68,13 @@ class TrainConfig:
     early_stop_mode: str = "min"  # min or max
     early_stop_patience: int = 0  # validations without improvement before stopping; 0: never stop early
 
+    def adam_betas(self) -> tuple[float, float]:
+        """`betas` as AdamW takes them; ConfigError unless there are exactly two."""
+        if len(self.betas) != 2:
+            raise ConfigError(f"train.betas must hold two values (beta1, beta2), got {self.betas}")
+        beta1, beta2 = self.betas
+        return float(beta1), float(beta2)
+
 
 @dataclass
 class FinetuneConfig:
@@ -98,6 +110,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig | None = None
 
+    def require_finetune(self) -> FinetuneConfig:
+        """The [finetune] section; ConfigError for a config without one (a pretraining run)."""
+        if self.finetune is None:
+            raise ConfigError("this config has no [finetune] section: it describes a pretraining run")
+        return self.finetune
+
     def to_dict(self) -> dict[str, Any]:
         d = {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
         if self.finetune is not None:
@@ -117,7 +135,7 @@ class RunConfig:
         )
 
 
-def _dataclass_from(cls: type, values: dict[str, Any], section: str) -> Any:
+def _dataclass_from(cls: type[_Section], values: dict[str, Any], section: str) -> _Section:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:

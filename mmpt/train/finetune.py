@@ -95,9 +95,9 @@ def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
 def _load_base(source: str, model_name: str, context_length: int) -> Source:
     from mmpt.eval.run import load_run_model
     from mmpt.models.checkpoint import load_model
-    from mmpt.models.presets import resolve_model_config
     from mmpt.models.hf_text import HF_PREFIX, hf_text_config
     from mmpt.models.openclip_io import load_openclip_checkpoint
+    from mmpt.models.presets import resolve_model_config
 
     if not source:
         raise ConfigError("no pretrained source given: pass --from RUN|CHECKPOINT|OPEN_CLIP_FILE|hf:FOLDER")

@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from mmpt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mmpt.models.model import MultimodalModel
 
 TOWERS: tuple[str, ...] = ("image", "text", "audio")
 FREEZABLE: tuple[str, ...] = (*TOWERS, "heads")
@@ -55,10 +59,11 @@ def _block_prefix(tower: nn.Module) -> tuple[str, int]:
     return best
 
 
-def param_places(model: nn.Module) -> dict[str, ParamPlace]:
+def param_places(model: MultimodalModel) -> dict[str, ParamPlace]:
     """The place (tower, depth, blocks) of every named parameter of a MultimodalModel."""
     places: dict[str, ParamPlace] = {}
-    blocks = {t: _block_prefix(model.tower(t)) for t in TOWERS if model.tower(t) is not None}
+    modules = {t: model.tower(t) for t in TOWERS}
+    blocks = {t: _block_prefix(module) for t, module in modules.items() if module is not None}
     for name, _ in model.named_parameters():
         tower = tower_of(name)
         if tower == "heads":
@@ -83,7 +88,7 @@ def _is_norm(module: nn.Module) -> bool:
 
 def norm_parameter_names(model: nn.Module) -> set[str]:
     """Names of the parameters of every normalisation layer."""
-    names = set()
+    names: set[str] = set()
     for mod_name, module in model.named_modules():
         if _is_norm(module):
             names.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
@@ -91,7 +96,7 @@ def norm_parameter_names(model: nn.Module) -> set[str]:
 
 
 def apply_freeze(
-    model: nn.Module,
+    model: MultimodalModel,
     towers: Iterable[str] = (),
     first_n_blocks: Mapping[str, int] | None = None,
     norms_and_projections_only: bool = False,
@@ -135,7 +140,7 @@ def apply_freeze(
 
 
 def lr_scale_fn(
-    model: nn.Module,
+    model: MultimodalModel,
     tower_lr: Mapping[str, float] | None = None,
     layer_decay: float = 1.0,
 ) -> Callable[[str], float]:

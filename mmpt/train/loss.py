@@ -10,7 +10,9 @@ yields exactly the single-process gradient over the global batch, whatever the v
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
+from functools import reduce
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +23,9 @@ from mmpt.models.config import MODALITIES, PAIRS, pair_modalities
 from mmpt.train import distributed as D
 
 KINDS: tuple[str, ...] = ("clip", "siglip")
+
+# Per-pair logit scales (or biases): a model's ParameterDict, or any mapping pair name -> scalar tensor.
+Heads = Mapping[str, torch.Tensor] | nn.ParameterDict
 
 
 def canonical_pair(name: str) -> str:
@@ -78,12 +83,10 @@ class ContrastiveLoss(nn.Module):
         self,
         features: Mapping[str, torch.Tensor],
         masks: Mapping[str, torch.Tensor],
-        logit_scale: Mapping[str, torch.Tensor] | nn.Module,
-        logit_bias: Mapping[str, torch.Tensor] | None = None,
+        logit_scale: Heads | nn.Module,
+        logit_bias: Heads | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if isinstance(logit_scale, nn.Module) and not isinstance(logit_scale, nn.ParameterDict):
-            model = getattr(logit_scale, "module", logit_scale)  # unwrap DistributedDataParallel
-            logit_scale, logit_bias = model.logit_scale, model.logit_bias
+        logit_scale, logit_bias = _heads(logit_scale, logit_bias)
         if self.kind == "siglip" and logit_bias is None:
             raise ConfigError("the siglip loss needs the model's logit_bias")
 
@@ -117,13 +120,25 @@ class ContrastiveLoss(nn.Module):
                 labels = torch.arange(n_valid, device=logits.device)
                 per_pair[pair] = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
             else:
+                assert logit_bias is not None  # checked above for siglip
                 signs = 2 * torch.eye(n_valid, device=logits.device, dtype=logits.dtype) - 1
                 per_pair[pair] = -F.logsigmoid(signs * (logits + logit_bias[pair])).sum() / n_valid
 
         if not per_pair:
             return _zero(features, logit_scale), {}
-        total = sum(self.weights[p] * loss for p, loss in per_pair.items())
+        total: torch.Tensor = reduce(operator.add, (self.weights[p] * loss for p, loss in per_pair.items()))
         return total, {p: loss.detach() for p, loss in per_pair.items()}
+
+
+def _heads(logit_scale: Heads | nn.Module, logit_bias: Heads | None) -> tuple[Heads, Heads | None]:
+    """The logit scale and bias tables; a model (or its DDP / compiled wrapper) stands in for its own."""
+    if isinstance(logit_scale, Mapping | nn.ParameterDict):
+        return logit_scale, logit_bias
+    model = getattr(logit_scale, "module", logit_scale)  # unwrap DistributedDataParallel
+    scale, bias = getattr(model, "logit_scale", None), getattr(model, "logit_bias", None)
+    if not isinstance(scale, nn.ParameterDict) or not isinstance(bias, nn.ParameterDict):
+        raise TypeError(f"{type(model).__name__} has no logit_scale and logit_bias ParameterDicts")
+    return scale, bias
 
 
 def _global_features(local: torch.Tensor, counts: list[int], offset: int, world: int) -> torch.Tensor:
@@ -143,7 +158,7 @@ def _mask(masks: Mapping[str, torch.Tensor], modality: str, feats: torch.Tensor)
     return mask.to(device=feats.device, dtype=torch.bool)
 
 
-def _zero(features: Mapping[str, torch.Tensor], scale: Mapping) -> torch.Tensor:
+def _zero(features: Mapping[str, torch.Tensor], scale: Heads) -> torch.Tensor:
     """A zero loss that still backpropagates (zero gradients) through whatever requires grad."""
     tensors = [*features.values(), *scale.values()]
     terms = [0.0 * t.float().sum() for t in tensors if t.requires_grad]

@@ -45,7 +45,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, lr_scale: LrScale | None
     if not groups:
         raise ValueError("no trainable parameters: everything is frozen")
     fused = next(model.parameters()).device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.adam_betas(), eps=cfg.eps, fused=fused)
 
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) -> float:
