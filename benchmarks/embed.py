@@ -136,7 +136,9 @@ def main() -> None:
     if run is None:
         torch.manual_seed(0)
         run = str(
-            save_model(build_model(preset_config(args.model)), scratch / args.model / "checkpoints" / "step-0000000")
+            save_model(
+                build_model(preset_config(args.model)), scratch / args.model / "checkpoints" / "step-0000000"
+            )
         )
     encoder = load_model(run, args.device)
     device = pick_device(args.device)

@@ -61,11 +61,20 @@ def _step_rates(cfgs: dict, steps: int) -> dict[str, float]:
         mods = sorted({m for p in pairs for m in p.split("_")})
         if batch is None:
             ds = open_dataset(cfg.data.dataset)
-            batch = next(iter(build_loader(ds.lance, model.spec, mods, "train", cfg.train.batch_size, train=True,
-                                           seed=0)))
+            batch = next(
+                iter(
+                    build_loader(
+                        ds.lance, model.spec, mods, "train", cfg.train.batch_size, train=True, seed=0
+                    )
+                )
+            )
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        setups[name] = (model, build_optimizer(model, cfg.train), ContrastiveLoss(pairs, {}, "clip"),
-                        {m: batch[f"{m}_mask"] for m in mods})
+        setups[name] = (
+            model,
+            build_optimizer(model, cfg.train),
+            ContrastiveLoss(pairs, {}, "clip"),
+            {m: batch[f"{m}_mask"] for m in mods},
+        )
 
     def step(name: str) -> float:
         model, opt, loss_fn, masks = setups[name]
@@ -106,15 +115,25 @@ def main() -> None:
     data = make_demo_dataset(out / "demo.lance", n_rows=args.rows, seed=0, overwrite=True)
     quick = ["data.num_workers=0", "train.log_every=5"]
 
-    pcfg = resolve_config(data=str(data.uri), model="tiny", max_steps=args.pretrain_steps, batch_size=args.batch_size,
-                          overrides=[*quick, "train.warmup_steps=10", "train.eval_after=false"])
+    pcfg = resolve_config(
+        data=str(data.uri),
+        model="tiny",
+        max_steps=args.pretrain_steps,
+        batch_size=args.batch_size,
+        overrides=[*quick, "train.warmup_steps=10", "train.eval_after=false"],
+    )
     t0 = time.perf_counter()
     pretrain(pcfg, out / "pretrained", progress=False)
     pretrain_s = time.perf_counter() - t0
 
     # zero-shot before / after / WiSE-FT: the acceptance recipe (text tower frozen), default fine-tune settings
-    zcfg = resolve_finetune_config(source=str(out / "pretrained"), data=str(data.uri), batch_size=args.batch_size,
-                                   overrides=quick, finetune={"freeze": ["text"], "wise_alpha": [args.wise_alpha]})
+    zcfg = resolve_finetune_config(
+        source=str(out / "pretrained"),
+        data=str(data.uri),
+        batch_size=args.batch_size,
+        overrides=quick,
+        finetune={"freeze": ["text"], "wise_alpha": [args.wise_alpha]},
+    )
     t0 = time.perf_counter()
     z = finetune(zcfg, out / "zero-shot", progress=False)
     zero_shot_s = time.perf_counter() - t0
@@ -125,12 +144,18 @@ def main() -> None:
     from mmpt.models.openclip_io import export_openclip
 
     pair, _ = export_openclip(load_run_model(out / "pretrained"), out / "pair.safetensors")
-    cfgs = {name: resolve_finetune_config(source=str(pair), data=str(data.uri), max_steps=args.steps,
-                                          batch_size=args.batch_size, pairs=["audio-text", "image-audio"],
-                                          overrides=[*quick, "train.eval_after=false", "train.early_stop_metric=''",
-                                                     "data.val_split=''"],
-                                          finetune={"add": ["audio"], "freeze": freeze})
-            for name, freeze in (("frozen", ["image", "text"]), ("full", ["none"]))}
+    cfgs = {
+        name: resolve_finetune_config(
+            source=str(pair),
+            data=str(data.uri),
+            max_steps=args.steps,
+            batch_size=args.batch_size,
+            pairs=["audio-text", "image-audio"],
+            overrides=[*quick, "train.eval_after=false", "train.early_stop_metric=''", "data.val_split=''"],
+            finetune={"add": ["audio"], "freeze": freeze},
+        )
+        for name, freeze in (("frozen", ["image", "text"]), ("full", ["none"]))
+    }
     loop: dict[str, list[float]] = {name: [] for name in cfgs}
     for r in range(args.repeats):  # alternate the runs so that a change in machine load hits both alike
         for name, cfg in cfgs.items():
@@ -156,16 +181,27 @@ def main() -> None:
             stage: {m: round(r["accuracy"], 4) for m, r in rep["zero_shot"].items()}
             for stage, rep in (("before", z.before), ("after", z.after), ("wise", wise))
         },
-        "settings": {"rows": args.rows, "pretrain_steps": args.pretrain_steps, "steps": args.steps,
-                     "repeats": args.repeats,
-                     "batch_size": args.batch_size, "preset": "tiny",
-                     "finetune_steps": z.train.step, "best_step": z.train.best_step,
-                     "pretrain_s": round(pretrain_s, 1), "zero_shot_finetune_s": round(zero_shot_s, 1)},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(),
-                    "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-                    "load_avg_start": [round(x, 2) for x in load_before],
-                    "load_avg_end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {
+            "rows": args.rows,
+            "pretrain_steps": args.pretrain_steps,
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "batch_size": args.batch_size,
+            "preset": "tiny",
+            "finetune_steps": z.train.step,
+            "best_step": z.train.best_step,
+            "pretrain_s": round(pretrain_s, 1),
+            "zero_shot_finetune_s": round(zero_shot_s, 1),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "load_avg_start": [round(x, 2) for x in load_before],
+            "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "out": str(out),
     }
     print(json.dumps(report, indent=2))

@@ -39,8 +39,19 @@ def main() -> None:
         files_s = time.perf_counter() - t0
 
         out = tmp_path / "bench.lance"
-        cmd = [sys.executable, "-m", "mmpt", "ingest", str(manifest), "--out", str(out), "--workers",
-               str(args.workers), "--quiet", "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mmpt",
+            "ingest",
+            str(manifest),
+            "--out",
+            str(out),
+            "--workers",
+            str(args.workers),
+            "--quiet",
+            "--json",
+        ]
         load_before = os.getloadavg()[0]
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -70,22 +81,32 @@ def main() -> None:
                 ds.read_blobs(modality, positions)
         random_s = time.perf_counter() - t0
 
-    print(json.dumps({
-        "rows": summary["written"],
-        "workers": args.workers,
-        "ingest_rows_per_s": round(summary["read"] / ingest_s, 1),
-        "ingest_rows_per_s_in_process": summary["rows_per_s"],
-        "ingest_seconds_wall": round(ingest_s, 2),
-        # CPU seconds of the ingest process and its workers: comparable across loaded and idle machines.
-        "ingest_cpu_ms_per_row": round(1e3 * ingest_cpu / summary["read"], 3),
-        "ingest_rows_per_s_cpu_bound_2_cores": round(2 * summary["read"] / ingest_cpu, 1),
-        "readback_rows_per_s": round(n / readback_s, 1),
-        "readback_mb_per_s": round(read_bytes / readback_s / 1e6, 1),
-        "random_batch_rows_per_s": round(args.batches * min(256, n) / random_s, 1),
-        "files_written_s": round(files_s, 2),
-        "machine": {"cpus": os.cpu_count(), "load_avg_1min_before": round(load_before, 2), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": summary["written"],
+                "workers": args.workers,
+                "ingest_rows_per_s": round(summary["read"] / ingest_s, 1),
+                "ingest_rows_per_s_in_process": summary["rows_per_s"],
+                "ingest_seconds_wall": round(ingest_s, 2),
+                # CPU seconds of the ingest process and its workers: comparable across loaded and idle machines.
+                "ingest_cpu_ms_per_row": round(1e3 * ingest_cpu / summary["read"], 3),
+                "ingest_rows_per_s_cpu_bound_2_cores": round(2 * summary["read"] / ingest_cpu, 1),
+                "readback_rows_per_s": round(n / readback_s, 1),
+                "readback_mb_per_s": round(read_bytes / readback_s / 1e6, 1),
+                "random_batch_rows_per_s": round(args.batches * min(256, n) / random_s, 1),
+                "files_written_s": round(files_s, 2),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_avg_1min_before": round(load_before, 2),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine(),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def browser_figures(path: Path, work: Path) -> dict[str, float]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import nbformat
     import playwright.sync_api as playwright
-    from notebook_browser import CHROMIUM, jupyterlab
+    from notebook_browser import CHROMIUM, RUN_ALL_JS, jupyterlab
 
     root = work / "root"
     root.mkdir()
@@ -99,7 +99,7 @@ def browser_figures(path: Path, work: Path) -> dict[str, float]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url.format(path="bench.ipynb"))
         page.get_by_text("| Idle").first.wait_for(timeout=120_000)
-        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.evaluate(RUN_ALL_JS)
         canvas = page.locator(".mmpt-scatter canvas").first
         canvas.wait_for(timeout=180_000)
         page.wait_for_function(

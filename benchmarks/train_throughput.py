@@ -66,13 +66,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps run first and not measured")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (both trainers)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads (both)")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds of open_clip_train, mmpt, mmpt tri-modal")
-    parser.add_argument("--rows", type=int, default=0,
-                        help="demo rows to draw train rows from (default: just enough for warmup + steps batches)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads (both)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of open_clip_train, mmpt, mmpt tri-modal"
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=0,
+        help="demo rows to draw train rows from (default: just enough for warmup + steps batches)",
+    )
     parser.add_argument("--out", type=Path, help="work folder, kept (default: a temporary folder)")
     parser.add_argument("--no-trimodal", action="store_true", help="skip the tri-modal mmpt runs")
-    parser.add_argument("--step-blocks", type=int, default=8, help="alternating blocks of 10 steps, in-process")
+    parser.add_argument(
+        "--step-blocks", type=int, default=8, help="alternating blocks of 10 steps, in-process"
+    )
     args = parser.parse_args()
 
     if args.out is None:
@@ -89,8 +99,12 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     n_train = prepare_data(work, total * args.batch_size, args.rows)
     if n_train < total * args.batch_size:
         sys.exit(f"only {n_train} usable train rows, {total * args.batch_size} needed: raise --rows")
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
-           "PYTHONWARNINGS": "ignore"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+        "PYTHONWARNINGS": "ignore",
+    }
 
     rounds: list[dict[str, Any]] = []
     for _ in range(args.repeats):
@@ -99,8 +113,9 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         entry["mmpt_image_text"] = run_mmpt(work, args, env, "image-text", "mmpt-image-text")
         if not args.no_trimodal:
             entry["mmpt_trimodal"] = run_mmpt(work, args, env, TRIMODAL, "mmpt-trimodal")
-        entry["ratio"] = round(entry["mmpt_image_text"]["samples_per_s"]
-                               / entry["open_clip_train"]["samples_per_s"], 3)
+        entry["ratio"] = round(
+            entry["mmpt_image_text"]["samples_per_s"] / entry["open_clip_train"]["samples_per_s"], 3
+        )
         entry["load_avg_1min_after"] = _load()
         rounds.append(entry)
     torch_threads = int(env["OMP_NUM_THREADS"])
@@ -112,13 +127,22 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     import torch
 
-    cpu_it, cpu_oc = median("mmpt_image_text", "cpu_ms_per_sample"), median("open_clip_train", "cpu_ms_per_sample")
+    cpu_it, cpu_oc = (
+        median("mmpt_image_text", "cpu_ms_per_sample"),
+        median("open_clip_train", "cpu_ms_per_sample"),
+    )
     return {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
-                    "torch": torch.__version__, "open_clip_torch": _version("open_clip_torch"),
-                    "torch_threads": args.threads,
-                    "load_avg_1min": [r["load_avg_1min_before"] for r in rounds] + [rounds[-1]["load_avg_1min_after"]]},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "open_clip_torch": _version("open_clip_torch"),
+            "torch_threads": args.threads,
+            "load_avg_1min": [r["load_avg_1min_before"] for r in rounds]
+            + [rounds[-1]["load_avg_1min_after"]],
+        },
         "batch_size": args.batch_size,
         "workers": args.workers,
         "warmup_steps": args.warmup,
@@ -145,6 +169,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 # ---- data ---------------------------------------------------------------------------------------------
 
+
 def prepare_data(work: Path, needed: int, max_rows: int) -> int:
     """The same train rows as a Lance dataset (work/demo.lance) and as PNG files + work/train.csv.
 
@@ -155,7 +180,12 @@ def prepare_data(work: Path, needed: int, max_rows: int) -> int:
     from mmpt.store.synthetic import demo_row, demo_schema
     from mmpt.store.write import rows_to_batch, write_batches
 
-    lance_path, csv_path, images, stamp = work / "demo.lance", work / "train.csv", work / "images", work / "rows.json"
+    lance_path, csv_path, images, stamp = (
+        work / "demo.lance",
+        work / "train.csv",
+        work / "images",
+        work / "rows.json",
+    )
     key = {"needed": needed, "max_rows": max_rows}
     if stamp.exists() and lance_path.exists() and json.loads(stamp.read_text())["key"] == key:
         return int(json.loads(stamp.read_text())["rows"])
@@ -176,26 +206,60 @@ def prepare_data(work: Path, needed: int, max_rows: int) -> int:
             f.write(f"{png.resolve()}\t{row['text']}\n")
     _clear(lance_path)
     schema = demo_schema()
-    write_batches((rows_to_batch(rows[i:i + 512], schema) for i in range(0, len(rows), 512)), lance_path, schema)
+    write_batches(
+        (rows_to_batch(rows[i : i + 512], schema) for i in range(0, len(rows), 512)), lance_path, schema
+    )
     stamp.write_text(json.dumps({"key": key, "rows": len(rows)}))
     return len(rows)
 
 
 # ---- the trainers --------------------------------------------------------------------------------------
 
-def run_mmpt(work: Path, args: argparse.Namespace, env: dict[str, str], pairs: str, name: str) -> dict[str, Any]:
+
+def run_mmpt(
+    work: Path, args: argparse.Namespace, env: dict[str, str], pairs: str, name: str
+) -> dict[str, Any]:
     """`mmpt pretrain` in a subprocess; per-step times from RUN/metrics.jsonl (one train event per step)."""
     run = work / "runs" / name
     _clear(run)
     total = args.warmup + args.steps
-    sets = {"train.eval_after": "false", "train.log_every": "1", "train.precision": "'fp32'",
-            "data.image_augment": "true", "train.ckpt_every": str(total), "train.lr": str(LR),
-            "train.weight_decay": str(WD), "train.betas": str(list(BETAS)), "train.eps": str(EPS),
-            "train.warmup_steps": str(LR_WARMUP), "train.grad_clip": str(GRAD_CLIP)}
-    cmd = [sys.executable, "-m", "mmpt", "pretrain", "--data", str(work / "demo.lance"), "--run", str(run),
-           "--model", "tiny", "--pairs", pairs, "--max-steps", str(total), "--batch-size", str(args.batch_size),
-           "--device", "cpu", "--num-workers", str(args.workers), "--quiet",
-           *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")]]
+    sets = {
+        "train.eval_after": "false",
+        "train.log_every": "1",
+        "train.precision": "'fp32'",
+        "data.image_augment": "true",
+        "train.ckpt_every": str(total),
+        "train.lr": str(LR),
+        "train.weight_decay": str(WD),
+        "train.betas": str(list(BETAS)),
+        "train.eps": str(EPS),
+        "train.warmup_steps": str(LR_WARMUP),
+        "train.grad_clip": str(GRAD_CLIP),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmpt",
+        "pretrain",
+        "--data",
+        str(work / "demo.lance"),
+        "--run",
+        str(run),
+        "--model",
+        "tiny",
+        "--pairs",
+        pairs,
+        "--max-steps",
+        str(total),
+        "--batch-size",
+        str(args.batch_size),
+        "--device",
+        "cpu",
+        "--num-workers",
+        str(args.workers),
+        "--quiet",
+        *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")],
+    ]
     metrics = run / "metrics.jsonl"
 
     def train_events() -> list[dict[str, Any]]:
@@ -221,14 +285,58 @@ def run_open_clip_train(work: Path, args: argparse.Namespace, env: dict[str, str
     _clear(logs)
     total = args.warmup + args.steps
     oc_args = [
-        "--train-data", str(work / "train.csv"), "--dataset-type", "csv", "--csv-separator", "\t",
-        "--csv-img-key", "filepath", "--csv-caption-key", "title", "--model", OPEN_CLIP_MODEL,
-        "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--epochs", "1",
-        "--precision", "fp32", "--device", "cpu", "--lr", str(LR), "--wd", str(WD), "--beta1", str(BETAS[0]),
-        "--beta2", str(BETAS[1]), "--eps", str(EPS), "--warmup", str(LR_WARMUP),
-        "--grad-clip-norm", str(GRAD_CLIP), "--log-every-n-steps", "1", "--logs", str(logs), "--name", "run",
-        "--save-frequency", "0", "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "",
-        "--seed", "0",
+        "--train-data",
+        str(work / "train.csv"),
+        "--dataset-type",
+        "csv",
+        "--csv-separator",
+        "\t",
+        "--csv-img-key",
+        "filepath",
+        "--csv-caption-key",
+        "title",
+        "--model",
+        OPEN_CLIP_MODEL,
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        str(args.workers),
+        "--epochs",
+        "1",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+        "--lr",
+        str(LR),
+        "--wd",
+        str(WD),
+        "--beta1",
+        str(BETAS[0]),
+        "--beta2",
+        str(BETAS[1]),
+        "--eps",
+        str(EPS),
+        "--warmup",
+        str(LR_WARMUP),
+        "--grad-clip-norm",
+        str(GRAD_CLIP),
+        "--log-every-n-steps",
+        "1",
+        "--logs",
+        str(logs),
+        "--name",
+        "run",
+        "--save-frequency",
+        "0",
+        "--zeroshot-frequency",
+        "0",
+        "--val-frequency",
+        "0",
+        "--report-to",
+        "",
+        "--seed",
+        "0",
     ]
     out_log = logs / "run" / "out.log"
 
@@ -237,14 +345,17 @@ def run_open_clip_train(work: Path, args: argparse.Namespace, env: dict[str, str
         return [m for m in map(OPEN_CLIP_STEP.search, text.splitlines()) if m]
 
     cmd = [sys.executable, os.path.abspath(__file__), WRAPPER_FLAG, str(config), *oc_args]
-    wall, window_cpu = _run(cmd, env, work / "open_clip_train.log", lambda: len(step_lines()), args.warmup, total)
+    wall, window_cpu = _run(
+        cmd, env, work / "open_clip_train.log", lambda: len(step_lines()), args.warmup, total
+    )
     # With --log-every-n-steps 1 each line's "Batch (t)" / "Data (t)" averages cover exactly its own step.
     steps = {int(m[1]) // args.batch_size: (float(m[2]), float(m[3])) for m in step_lines()}
     measured = range(args.warmup + 1, total + 1)
     if any(s not in steps for s in measured):
         sys.exit(f"open_clip_train did not log every step; see {out_log}")
-    return _summary([steps[s][1] for s in measured], [steps[s][0] for s in measured], args.batch_size, wall,
-                    window_cpu)
+    return _summary(
+        [steps[s][1] for s in measured], [steps[s][0] for s in measured], args.batch_size, wall, window_cpu
+    )
 
 
 def open_clip_train_wrapper(config: str, oc_args: list[str]) -> None:
@@ -274,11 +385,18 @@ def step_comparison(work: Path, batch_size: int, blocks: int, threads: int) -> d
     open_clip.add_model_config(str(work / "open_clip_config" / f"{OPEN_CLIP_MODEL}.json"))
     oc_model = open_clip.create_model(OPEN_CLIP_MODEL)
     # open_clip_train/main.py: no weight decay on gains, biases and the logit scale; torch's default AdamW.
-    no_decay = [p for n, p in oc_model.named_parameters()
-                if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n]
+    no_decay = [
+        p
+        for n, p in oc_model.named_parameters()
+        if p.ndim < 2 or "bn" in n or "ln" in n or "bias" in n or "logit_scale" in n
+    ]
     decay = [p for p in oc_model.parameters() if all(p is not q for q in no_decay)]
-    oc_opt = torch.optim.AdamW([{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": WD}],
-                               lr=LR, betas=BETAS, eps=EPS)
+    oc_opt = torch.optim.AdamW(
+        [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": WD}],
+        lr=LR,
+        betas=BETAS,
+        eps=EPS,
+    )
     oc_loss = open_clip.ClipLoss()
 
     model_cfg = ModelConfig()
@@ -302,7 +420,9 @@ def step_comparison(work: Path, batch_size: int, blocks: int, threads: int) -> d
 
     def mm_step() -> None:
         mm_opt.zero_grad(set_to_none=True)
-        loss, _ = mm_loss(mm_model(batch), {"image": ones, "text": ones}, mm_model.logit_scale, mm_model.logit_bias)
+        loss, _ = mm_loss(
+            mm_model(batch), {"image": ones, "text": ones}, mm_model.logit_scale, mm_model.logit_bias
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(mm_params, GRAD_CLIP)
         mm_opt.step()
@@ -326,8 +446,10 @@ def step_comparison(work: Path, batch_size: int, blocks: int, threads: int) -> d
 
 # ---- helpers -------------------------------------------------------------------------------------------
 
-def _run(cmd: list[str], env: dict[str, str], log: Path, steps_done: Callable[[], int], warmup: int,
-         total: int) -> tuple[float, float | None]:
+
+def _run(
+    cmd: list[str], env: dict[str, str], log: Path, steps_done: Callable[[], int], warmup: int, total: int
+) -> tuple[float, float | None]:
     """Run `cmd` to completion (output to `log`), polling `steps_done`; returns the process's wall seconds
     and the CPU seconds its process tree spent from the end of step `warmup` to the end of step `total`
     (None without psutil)."""
@@ -355,8 +477,10 @@ def _run(cmd: list[str], env: dict[str, str], log: Path, steps_done: Callable[[]
                     end = dict(last)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}); see {log}:\n"
-                 + "\n".join(log.read_text().splitlines()[-20:]))
+        sys.exit(
+            f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode}); see {log}:\n"
+            + "\n".join(log.read_text().splitlines()[-20:])
+        )
     window = sum(cpu - start.get(pid, 0.0) for pid, cpu in end.items()) if start and end else None
     return wall, window
 
@@ -373,17 +497,20 @@ def _tree_cpu(process: Any) -> dict[int, float]:
     return out
 
 
-def _summary(times: list[float], waits: list[float], batch_size: int, wall: float,
-             window_cpu: float | None) -> dict[str, float | None]:
+def _summary(
+    times: list[float], waits: list[float], batch_size: int, wall: float, window_cpu: float | None
+) -> dict[str, float | None]:
     """One run: samples/s over the measured steps (and at its median step, which ignores the odd step
     stretched by other load), the share of that time spent waiting for data, CPU ms per sample over the
     measured steps, and the whole process's wall seconds (start-up included)."""
     samples = len(times) * batch_size
-    return {"samples_per_s": round(samples / sum(times), 1),
-            "median_step_samples_per_s": round(batch_size / statistics.median(times), 1),
-            "data_wait_frac": round(sum(waits) / sum(times), 3),
-            "cpu_ms_per_sample": round(1e3 * window_cpu / samples, 2) if window_cpu is not None else None,
-            "process_wall_s": round(wall, 1)}
+    return {
+        "samples_per_s": round(samples / sum(times), 1),
+        "median_step_samples_per_s": round(batch_size / statistics.median(times), 1),
+        "data_wait_frac": round(sum(waits) / sum(times), 3),
+        "cpu_ms_per_sample": round(1e3 * window_cpu / samples, 2) if window_cpu is not None else None,
+        "process_wall_s": round(wall, 1),
+    }
 
 
 def _clear(path: Path) -> None:

@@ -49,14 +49,18 @@ def convert(root: Path, out: Path, val_fold: int = 4, test_fold: int = 5) -> dic
     """Write the manifest for an ESC-50 folder; return counts (rows, per split, audio files not found)."""
     meta = root / META
     if not meta.is_file():
-        raise SystemExit(f"error: {meta} not found; expected the official ESC-50 layout (audio/, meta/esc50.csv)")
+        raise SystemExit(
+            f"error: {meta} not found; expected the official ESC-50 layout (audio/, meta/esc50.csv)"
+        )
     if val_fold == test_fold:
         raise SystemExit("error: --val-fold and --test-fold must differ")
     with meta.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing_cols = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing_cols:
-            raise SystemExit(f"error: {meta} lacks columns {', '.join(missing_cols)}; found {reader.fieldnames}")
+            raise SystemExit(
+                f"error: {meta} lacks columns {', '.join(missing_cols)}; found {reader.fieldnames}"
+            )
         rows = list(reader)
     if not rows:
         raise SystemExit(f"error: {meta} has no rows")
@@ -74,8 +78,16 @@ def convert(root: Path, out: Path, val_fold: int = 4, test_fold: int = 5) -> dic
             split = split_of(int(row["fold"]), val_fold, test_fold)
             label = row["category"].replace("_", " ")
             rel = Path(os.path.relpath(audio.resolve(), out.parent.resolve())).as_posix()
-            writer.writerow([Path(row["filename"]).stem, rel, caption(row["category"]), label, split,
-                             *(row[c] for c in extra)])
+            writer.writerow(
+                [
+                    Path(row["filename"]).stem,
+                    rel,
+                    caption(row["category"]),
+                    label,
+                    split,
+                    *(row[c] for c in extra),
+                ]
+            )
             counts["rows"] += 1
             counts[split] += 1
     return counts
@@ -89,9 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-fold", type=int, default=5, help="fold used for testing")
     args = parser.parse_args(argv)
     counts = convert(args.root, args.out, args.val_fold, args.test_fold)
-    print(f"wrote {args.out}: {counts['rows']} rows (train {counts['train']}, val {counts['val']}, "
-          f"test {counts['test']})" + (f"; {counts['missing_audio']} audio files not found" if counts["missing_audio"]
-                                       else ""), file=sys.stderr)
+    print(
+        f"wrote {args.out}: {counts['rows']} rows (train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']})"
+        + (f"; {counts['missing_audio']} audio files not found" if counts["missing_audio"] else ""),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

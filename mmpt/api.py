@@ -59,9 +59,22 @@ def pretrain(
     >>> job = mmpt.pretrain("corpus.lance", "runs/r1", model="tiny", epochs=3, background=True)
     >>> job.progress()["step"], job.stop()
     """
-    params = _given(data=str(data), model=model, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-                    weight_decay=weight_decay, pairs=pairs, loss=loss, device=device, seed=seed,
-                    num_workers=num_workers, config=config and str(config), set=set)
+    params = _given(
+        data=str(data),
+        model=model,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        pairs=pairs,
+        loss=loss,
+        device=device,
+        seed=seed,
+        num_workers=num_workers,
+        config=config and str(config),
+        set=set,
+    )
     if background:
         return _job("pretrain", run, params)
     from mmpt.jobs.argv import cli_args, parse
@@ -71,13 +84,20 @@ def pretrain(
 
     # the settings go through `mmpt pretrain`'s own parser: the same names, defaults and one-line errors
     kw = parse("pretrain", cli_args("pretrain", run, params))
-    cfg = resolve_config(config_file=kw["config_file"], data=kw["data"], model=kw["model"],
-                         overrides=list(kw["overrides"]), **train_fields(kw))
+    cfg = resolve_config(
+        config_file=kw["config_file"],
+        data=kw["data"],
+        model=kw["model"],
+        overrides=list(kw["overrides"]),
+        **train_fields(kw),
+    )
     apply_data_flags(cfg, kw)
     return run_pretrain(cfg, run, progress=progress)
 
 
-def resume(run: PathLike, *, background: bool = False, progress: bool = True) -> TrainResult | FinetuneResult | Job:
+def resume(
+    run: PathLike, *, background: bool = False, progress: bool = True
+) -> TrainResult | FinetuneResult | Job:
     """Continue a stopped, killed or crashed pretrain or fine-tune run from its latest checkpoint."""
     from mmpt.runs import RunDir
 
@@ -145,12 +165,32 @@ def evaluate(
     >>> mmpt.evaluate("runs/r1", split="test")["zero_shot"]["image"]["accuracy"]
     """
     if background:
-        return _job("eval", run, _given(data=data and str(data), split=split, prompt=prompt,
-                                        probe_split=probe_split, name=name, device=device, batch_size=batch_size))
+        return _job(
+            "eval",
+            run,
+            _given(
+                data=data and str(data),
+                split=split,
+                prompt=prompt,
+                probe_split=probe_split,
+                name=name,
+                device=device,
+                batch_size=batch_size,
+            ),
+        )
     from mmpt.eval.run import evaluate_run
 
-    return evaluate_run(str(run), None if data is None else str(data), split, name=name, prompt=prompt,
-                        probe_split=probe_split, device=device, batch_size=batch_size, progress=progress)
+    return evaluate_run(
+        str(run),
+        None if data is None else str(data),
+        split,
+        name=name,
+        prompt=prompt,
+        probe_split=probe_split,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
 
 
 def embed(
@@ -174,13 +214,32 @@ def embed(
     {'image': 2869, 'text': 2902, 'audio': 2827}
     """
     if background:
-        return _job("embed", run, _given(data=str(data), modalities=modalities and ",".join(modalities),
-                                         split=split, batch_size=batch_size, device=device,
-                                         num_workers=num_workers, name=name))
+        return _job(
+            "embed",
+            run,
+            _given(
+                data=str(data),
+                modalities=modalities and ",".join(modalities),
+                split=split,
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+                name=name,
+            ),
+        )
     from mmpt.embed.api import embed_run
 
-    return embed_run(str(run), str(data), modalities, split, batch_size=batch_size, device=device,
-                     num_workers=num_workers, name=name, progress=progress)
+    return embed_run(
+        str(run),
+        str(data),
+        modalities,
+        split,
+        batch_size=batch_size,
+        device=device,
+        num_workers=num_workers,
+        name=name,
+        progress=progress,
+    )
 
 
 def search(
@@ -206,8 +265,20 @@ def search(
 
     from mmpt.embed.api import search_run
 
-    hits = search_run(str(run), str(data), text=query, image=image, audio=audio, row_id=row_id, modality=modality,
-                      k=k, split=split, label=label, device=device, progress=progress)
+    hits = search_run(
+        str(run),
+        str(data),
+        text=query,
+        image=image,
+        audio=audio,
+        row_id=row_id,
+        modality=modality,
+        k=k,
+        split=split,
+        label=label,
+        device=device,
+        progress=progress,
+    )
     return pd.DataFrame([h.to_dict() for h in hits], columns=["id", "score", "text", "label", "split"])
 
 
@@ -228,7 +299,9 @@ def project(
     >>> p.ids, p.values  # row ids and an (N, 2) array
     """
     if background:
-        return _job("project", run, _given(data=str(data), modality=modality, method=method, seed=seed, name=name))
+        return _job(
+            "project", run, _given(data=str(data), modality=modality, method=method, seed=seed, name=name)
+        )
     from mmpt.embed.api import ensure_embedded, run_name
     from mmpt.embed.projections import project as run_project
 

@@ -15,8 +15,17 @@ from mmpt.errors import MmptError
 # The binary-coupled trio: wheels built against each other, pinned exactly in pyproject.toml.
 PINS = {"torch": "2.11.0", "torchvision": "0.26.0", "torchaudio": "2.11.0"}
 PIN_FIX = "pip install " + " ".join(f"{name}=={version}" for name, version in PINS.items())
-_LOAD_MARKERS = ("could not load this library", "undefined symbol", "compiled with different cuda versions",
-                 "libtorchaudio", "libtorchvision", "libc10", "cannot open shared object file")
+_LOAD_MARKERS = (
+    "could not load this library",
+    "undefined symbol",
+    "compiled with different cuda versions",
+    "libtorchaudio",
+    "libtorchvision",
+    "libc10",
+    "cannot open shared object file",
+)
+
+
 class BrokenEnvironment(MmptError):
     """A compiled dependency does not load here; the message names the mismatch and the fix."""
 
@@ -37,8 +46,10 @@ def pin_mismatches() -> list[str]:
         if got is None:
             out.append(f"{name} is not installed; fix: {PIN_FIX}")
         elif got.split("+")[0] != pinned:
-            out.append(f"{name} {got} is installed but mmpt needs {name}=={pinned} (built against each other); "
-                       f"fix: {PIN_FIX}")
+            out.append(
+                f"{name} {got} is installed but mmpt needs {name}=={pinned} (built against each other); "
+                f"fix: {PIN_FIX}"
+            )
     return out
 
 
@@ -52,7 +63,7 @@ def diagnose_load_error(exc: BaseException) -> str | None:
 
 
 def load_failure(exc: BaseException) -> str | None:
-    """"<library>'s compiled library does not load (undefined symbol S)" when `exc` is such a failure, else None."""
+    """ "<library>'s compiled library does not load (undefined symbol S)" when `exc` is such a failure, else None."""
     chain: list[str] = []
     seen: set[int] = set()
     link: BaseException | None = exc
@@ -64,8 +75,14 @@ def load_failure(exc: BaseException) -> str | None:
     if not any(marker in text.lower() for marker in _LOAD_MARKERS):
         return None
     library = next((name for name in ("torchaudio", "torchvision") if name in text.lower()), "torch")
-    symbol = next((part.split("undefined symbol:")[1].strip().split()[0] for part in chain
-                   if "undefined symbol:" in part), None)
+    symbol = next(
+        (
+            part.split("undefined symbol:")[1].strip().split()[0]
+            for part in chain
+            if "undefined symbol:" in part
+        ),
+        None,
+    )
     why = f" (undefined symbol {symbol})" if symbol else ""
     return f"{library}'s compiled library does not load{why}"
 
@@ -87,5 +104,3 @@ def require_compiled() -> None:
 
 def _trio_versions() -> str:
     return ", ".join(f"{name} {version(name)}" for name in PINS)
-
-

@@ -60,8 +60,11 @@ class LazyGroup(click.Group):
             # A verb whose optional dependency is missing is still listed, and says why it cannot run.
             reason = str(exc)
 
-            @click.command(name=name, help=HELP.get(name, ""),
-                           context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+            @click.command(
+                name=name,
+                help=HELP.get(name, ""),
+                context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+            )
             def unavailable() -> None:
                 raise MmptError(f"'mmpt {name}' is not available: {reason}")
 

@@ -48,9 +48,16 @@ def run_demo(
     echo(format_stats(ds.stats()))
 
     # a tiny model trained from scratch takes a higher learning rate than the pretraining default
-    cfg = resolve_config(data=str(data), model="tiny", epochs=epochs, batch_size=batch_size, device=device,
-                         seed=seed, lr=2e-3, overrides=["train.warmup_steps=20", "train.log_every=10",
-                                               "train.ckpt_every=100"])
+    cfg = resolve_config(
+        data=str(data),
+        model="tiny",
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        lr=2e-3,
+        overrides=["train.warmup_steps=20", "train.log_every=10", "train.ckpt_every=100"],
+    )
     cfg.data.num_workers = num_workers
     echo("[2/4] evaluating the untrained model on the test split")
     torch.manual_seed(seed)
@@ -67,10 +74,19 @@ def run_demo(
     hits = _search_demo(run, data, query, echo)
     elapsed = time.perf_counter() - t0
     echo(f"\ndone in {elapsed:.0f} s. run directory: {run}  (metrics.jsonl, checkpoints/, eval/final.json)")
-    echo(f"next: mmpt eval --run {run} --data {data} --json   |   mmpt search --run {run} --data {data} "
-         f'"{query}" --modality audio -k 5')
-    return {"before": before, "after": after, "run": str(run), "dataset": str(data), "steps": result.step,
-            "seconds": elapsed, "search": hits}
+    echo(
+        f"next: mmpt eval --run {run} --data {data} --json   |   mmpt search --run {run} --data {data} "
+        f'"{query}" --modality audio -k 5'
+    )
+    return {
+        "before": before,
+        "after": after,
+        "run": str(run),
+        "dataset": str(data),
+        "steps": result.step,
+        "seconds": elapsed,
+        "search": hits,
+    }
 
 
 def summary_table(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -79,21 +95,33 @@ def summary_table(before: dict[str, Any], after: dict[str, Any]) -> str:
     for m in ("image", "audio"):
         zs_a, zs_b = before.get("zero_shot", {}).get(m), after.get("zero_shot", {}).get(m)
         if zs_a and zs_b:
-            rows.append((f"zero-shot {m} accuracy", zs_a["accuracy"], zs_b["accuracy"], 1 / len(zs_b["classes"])))
+            rows.append(
+                (f"zero-shot {m} accuracy", zs_a["accuracy"], zs_b["accuracy"], 1 / len(zs_b["classes"]))
+            )
     for pair, r in after.get("retrieval", {}).items():
         q, t = pair.split("_to_")
         if q != t:
-            rows.append((f"retrieval {q}->{t} R@10", before["retrieval"][pair]["r@10"], r["r@10"],
-                         min(1.0, 10 / max(1, r["n_targets"]))))
+            rows.append(
+                (
+                    f"retrieval {q}->{t} R@10",
+                    before["retrieval"][pair]["r@10"],
+                    r["r@10"],
+                    min(1.0, 10 / max(1, r["n_targets"])),
+                )
+            )
     for pair, r in after.get("label_match", {}).items():
         q, t = pair.split("_to_")
         if q != t:
             rows.append((f"label match {q}->{t} P@1", before["label_match"][pair]["p@1"], r["p@1"], None))
-    chance_p1 = 1 / len(after["zero_shot"]["image"]["classes"]) if "image" in after.get("zero_shot", {}) else None
+    chance_p1 = (
+        1 / len(after["zero_shot"]["image"]["classes"]) if "image" in after.get("zero_shot", {}) else None
+    )
     lines = [f"{'':32}{'untrained':>10}{'pretrained':>12}{'chance':>9}"]
     for name, a, b, chance in rows:
         chance = chance if chance is not None else chance_p1
-        lines.append(f"{name:32}{a:>10.3f}{b:>12.3f}{chance:>9.3f}" if chance else f"{name:32}{a:>10.3f}{b:>12.3f}")
+        lines.append(
+            f"{name:32}{a:>10.3f}{b:>12.3f}{chance:>9.3f}" if chance else f"{name:32}{a:>10.3f}{b:>12.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -121,8 +149,17 @@ def _search_demo(run: Path, data: Path, query: str, echo: Echo) -> dict[str, lis
 @click.option("--seed", default=0, show_default=True)
 @click.option("--query", default="a red circle", show_default=True, help="Text query for the search step.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo_command(out: str, rows: int, epochs: int, batch_size: int, device: str, seed: int, query: str,
-                 quiet: bool) -> None:
+def demo_command(
+    out: str, rows: int, epochs: int, batch_size: int, device: str, seed: int, query: str, quiet: bool
+) -> None:
     """Build the demo dataset, pretrain the tiny model on it, evaluate before/after and search."""
-    run_demo(out, rows=rows, epochs=epochs, batch_size=batch_size, device=device, seed=seed, query=query,
-             progress=not quiet)
+    run_demo(
+        out,
+        rows=rows,
+        epochs=epochs,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        query=query,
+        progress=not quiet,
+    )

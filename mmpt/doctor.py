@@ -20,8 +20,20 @@ import click
 
 from mmpt.binaries import PIN_FIX, load_failure, pin_mismatches, version
 
-CORE = ("torch", "torchvision", "torchaudio", "open_clip_torch", "pylance", "pyarrow", "numpy", "soundfile",
-        "pillow", "safetensors", "scikit-learn", "pandas")
+CORE = (
+    "torch",
+    "torchvision",
+    "torchaudio",
+    "open_clip_torch",
+    "pylance",
+    "pyarrow",
+    "numpy",
+    "soundfile",
+    "pillow",
+    "safetensors",
+    "scikit-learn",
+    "pandas",
+)
 # extra -> (distributions it needs, the import that proves it works)
 EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "notebook": (("ipywidgets", "ipykernel", "anywidget", "jupyter-scatter"), "jscatter"),
@@ -68,7 +80,9 @@ def _check_torchaudio_ops(problems: list[str]) -> bool:
     """Load torchaudio's compiled library and run the ops mmpt uses (mel spectrogram, resampling)."""
     module, error = _try_import("torchaudio")
     if module is None:
-        problems.append(error if error and "fix:" in error else f"torchaudio does not import ({error}); fix: {PIN_FIX}")
+        problems.append(
+            error if error and "fix:" in error else f"torchaudio does not import ({error}); fix: {PIN_FIX}"
+        )
         return False
     try:
         import torch
@@ -91,14 +105,25 @@ def _check_torchaudio_ops(problems: list[str]) -> bool:
 def _cuda() -> dict[str, Any]:
     import torch
 
-    info: dict[str, Any] = {"available": torch.cuda.is_available(), "version": torch.version.cuda, "devices": []}
+    info: dict[str, Any] = {
+        "available": torch.cuda.is_available(),
+        "version": torch.version.cuda,
+        "devices": [],
+    }
     if info["available"]:
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             free, total = torch.cuda.mem_get_info(i)
-            info["devices"].append({"index": i, "name": props.name, "capability": f"{props.major}.{props.minor}",
-                                    "memory_gib": round(total / 2**30, 1), "free_gib": round(free / 2**30, 1),
-                                    "bf16": props.major >= 8})
+            info["devices"].append(
+                {
+                    "index": i,
+                    "name": props.name,
+                    "capability": f"{props.major}.{props.minor}",
+                    "memory_gib": round(total / 2**30, 1),
+                    "free_gib": round(free / 2**30, 1),
+                    "bf16": props.major >= 8,
+                }
+            )
     return info
 
 
@@ -106,9 +131,13 @@ def _threads() -> dict[str, Any]:
     import torch
 
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu_count": os.cpu_count(), "usable_cpus": affinity, "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    return {
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": affinity,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
 
 
 def _extras() -> dict[str, bool]:
@@ -135,8 +164,12 @@ def run_checks() -> Report:
     problems += [p for p in pin_mismatches() if "not installed" not in p]
 
     torch_ok = versions["torch"] is not None and _record(_try_import("torch"), "torch", problems)
-    for module, dist in (("torchvision", "torchvision"), ("open_clip", "open_clip_torch"), ("lance", "pylance"),
-                         ("soundfile", "soundfile")):
+    for module, dist in (
+        ("torchvision", "torchvision"),
+        ("open_clip", "open_clip_torch"),
+        ("lance", "pylance"),
+        ("soundfile", "soundfile"),
+    ):
         if versions[dist] is not None:
             _record(_try_import(module), dist, problems)
     ops = torch_ok and versions["torchaudio"] is not None and _check_torchaudio_ops(problems)
@@ -149,17 +182,33 @@ def run_checks() -> Report:
         formats = sorted(soundfile.available_formats())
         missing = [f for f in ("WAV", "FLAC", "OGG") if f not in formats]
         if missing:
-            problems.append(f"libsndfile lacks {', '.join(missing)}; fix: pip install --force-reinstall soundfile")
+            problems.append(
+                f"libsndfile lacks {', '.join(missing)}; fix: pip install --force-reinstall soundfile"
+            )
     extras = _extras()
     kernel = version("ipykernel")
     if extras["notebook"] and kernel and tuple(int(x) for x in kernel.split(".")[:2] if x.isdigit()) < (7, 1):
-        problems.append(f"ipykernel {kernel} drops widget output from threads; fix: pip install 'ipykernel>=7.4'")
-    notes += [f"extra '{name}' is not installed: pip install 'mmpt[{name}]'" for name, ok in extras.items()
-              if not ok and name in ("notebook", "hf", "projections")]
-    return Report(python=platform.python_version(), platform=platform.platform(), versions=versions,
-                  torchaudio_ops=bool(ops), cuda=cuda, soundfile_formats=formats,
-                  threads=_threads() if torch_ok else {}, extras=extras, problems=problems, notes=notes,
-                  seconds=round(time.perf_counter() - started, 2))
+        problems.append(
+            f"ipykernel {kernel} drops widget output from threads; fix: pip install 'ipykernel>=7.4'"
+        )
+    notes += [
+        f"extra '{name}' is not installed: pip install 'mmpt[{name}]'"
+        for name, ok in extras.items()
+        if not ok and name in ("notebook", "hf", "projections")
+    ]
+    return Report(
+        python=platform.python_version(),
+        platform=platform.platform(),
+        versions=versions,
+        torchaudio_ops=bool(ops),
+        cuda=cuda,
+        soundfile_formats=formats,
+        threads=_threads() if torch_ok else {},
+        extras=extras,
+        problems=problems,
+        notes=notes,
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 def _record(result: tuple[Any, str | None], dist: str, problems: list[str]) -> bool:
@@ -167,7 +216,9 @@ def _record(result: tuple[Any, str | None], dist: str, problems: list[str]) -> b
     if module is None and error and "fix:" in error:
         problems.append(error)
     elif module is None:
-        problems.append(f"{dist} does not import ({error}); fix: pip install --force-reinstall {dist}=={version(dist)}")
+        problems.append(
+            f"{dist} does not import ({error}); fix: pip install --force-reinstall {dist}=={version(dist)}"
+        )
     return module is not None
 
 
@@ -175,25 +226,44 @@ def format_report(report: Report) -> str:
     """The human-readable report: versions, devices, extras, then problems and notes."""
     v = report.versions
     lines = [f"python       {report.python} ({report.platform})"]
-    lines += [f"{name:<12} {v.get(dist) or 'missing'}" for name, dist in
-              (("torch", "torch"), ("torchvision", "torchvision"), ("torchaudio", "torchaudio"),
-               ("open_clip", "open_clip_torch"), ("pylance", "pylance"), ("pyarrow", "pyarrow"), ("numpy", "numpy"))]
+    lines += [
+        f"{name:<12} {v.get(dist) or 'missing'}"
+        for name, dist in (
+            ("torch", "torch"),
+            ("torchvision", "torchvision"),
+            ("torchaudio", "torchaudio"),
+            ("open_clip", "open_clip_torch"),
+            ("pylance", "pylance"),
+            ("pyarrow", "pyarrow"),
+            ("numpy", "numpy"),
+        )
+    ]
     lines.append(f"torchaudio ops load: {'yes' if report.torchaudio_ops else 'NO'}")
     if report.cuda.get("available"):
         for d in report.cuda["devices"]:
-            lines.append(f"cuda:{d['index']}       {d['name']} (sm {d['capability']}, {d['memory_gib']} GiB, "
-                         f"{d['free_gib']} free, bf16 {'yes' if d['bf16'] else 'no'})")
+            lines.append(
+                f"cuda:{d['index']}       {d['name']} (sm {d['capability']}, {d['memory_gib']} GiB, "
+                f"{d['free_gib']} free, bf16 {'yes' if d['bf16'] else 'no'})"
+            )
     else:
         lines.append("cuda         none")
     if report.threads:
         t = report.threads
-        lines.append(f"threads      {t['usable_cpus']} usable CPUs, torch {t['torch_threads']} "
-                     f"(interop {t['torch_interop_threads']}), OMP_NUM_THREADS={t['OMP_NUM_THREADS'] or 'unset'}")
-    lines.append(f"soundfile    {', '.join(f for f in report.soundfile_formats if f in ('WAV', 'FLAC', 'OGG', 'MP3'))}")
-    lines.append("extras       " + ", ".join(f"{k} {'yes' if ok else 'no'}" for k, ok in report.extras.items()))
+        lines.append(
+            f"threads      {t['usable_cpus']} usable CPUs, torch {t['torch_threads']} "
+            f"(interop {t['torch_interop_threads']}), OMP_NUM_THREADS={t['OMP_NUM_THREADS'] or 'unset'}"
+        )
+    lines.append(
+        f"soundfile    {', '.join(f for f in report.soundfile_formats if f in ('WAV', 'FLAC', 'OGG', 'MP3'))}"
+    )
+    lines.append(
+        "extras       " + ", ".join(f"{k} {'yes' if ok else 'no'}" for k, ok in report.extras.items())
+    )
     lines += [f"note: {n}" for n in report.notes]
     lines += [f"problem: {p}" for p in report.problems]
-    lines.append(f"{'no problems' if report.ok else f'{len(report.problems)} problem(s)'} ({report.seconds:.1f} s)")
+    lines.append(
+        f"{'no problems' if report.ok else f'{len(report.problems)} problem(s)'} ({report.seconds:.1f} s)"
+    )
     return "\n".join(lines)
 
 
@@ -202,6 +272,8 @@ def format_report(report: Report) -> str:
 def doctor_command(as_json: bool) -> None:
     """Check the environment: versions, torchaudio's compiled ops, devices, extras; exit 1 if the core cannot run."""
     report = run_checks()
-    click.echo(json.dumps({**asdict(report), "ok": report.ok}, indent=2) if as_json else format_report(report))
+    click.echo(
+        json.dumps({**asdict(report), "ok": report.ok}, indent=2) if as_json else format_report(report)
+    )
     if not report.ok:
         sys.exit(1)

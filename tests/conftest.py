@@ -34,10 +34,22 @@ def tiny_run(demo_dataset: MmptDataset, tmp_path_factory: pytest.TempPathFactory
     """
     from mmpt.train.pretrain import pretrain, resolve_config
 
-    cfg = resolve_config(data=str(demo_dataset.uri), model="tiny", max_steps=60, batch_size=32, lr=2e-3,
-                         device="cpu", seed=0,
-                         overrides=["train.warmup_steps=10", "train.log_every=20", "train.ckpt_every=1000",
-                                    "data.num_workers=0", "train.eval_after=false"])
+    cfg = resolve_config(
+        data=str(demo_dataset.uri),
+        model="tiny",
+        max_steps=60,
+        batch_size=32,
+        lr=2e-3,
+        device="cpu",
+        seed=0,
+        overrides=[
+            "train.warmup_steps=10",
+            "train.log_every=20",
+            "train.ckpt_every=1000",
+            "data.num_workers=0",
+            "train.eval_after=false",
+        ],
+    )
     return pretrain(cfg, tmp_path_factory.mktemp("tiny_run") / "run", progress=False).run.path
 
 

@@ -47,17 +47,31 @@ def test_torchaudio_compiled_ops_load_and_run():
     assert F.resample(wave, 16_000, 8_000).shape[-1] == 8_000
 
 
-def _mmpt(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mmpt", *args], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=cwd)
+def _mmpt(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mmpt", *args], capture_output=True, text=True, timeout=300, env=env, cwd=cwd
+    )
 
 
 def test_doctor_json_reports_no_problem_here():
     done = _mmpt("doctor", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert {"python", "versions", "torchaudio_ops", "cuda", "soundfile_formats", "threads", "extras",
-            "problems", "notes", "ok", "seconds"} <= set(report)
+    assert {
+        "python",
+        "versions",
+        "torchaudio_ops",
+        "cuda",
+        "soundfile_formats",
+        "threads",
+        "extras",
+        "problems",
+        "notes",
+        "ok",
+        "seconds",
+    } <= set(report)
     assert report["ok"] is True and report["problems"] == []
     assert report["versions"]["torchaudio"] == PINS["torchaudio"] and report["torchaudio_ops"] is True
     assert {"WAV", "FLAC", "OGG"} <= set(report["soundfile_formats"])
@@ -74,7 +88,8 @@ def _broken_torchaudio(root: Path) -> dict[str, str]:
         "    raise OSError('/x/torchaudio/lib/libtorchaudio.so: undefined symbol: "
         "torch_exception_get_what_without_backtrace')\n"
         "except OSError as e:\n"
-        "    raise OSError('Could not load this library: /x/torchaudio/lib/libtorchaudio.so') from e\n")
+        "    raise OSError('Could not load this library: /x/torchaudio/lib/libtorchaudio.so') from e\n"
+    )
     info = root / "torchaudio-2.11.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torchaudio\nVersion: 2.11.1\n")
@@ -87,9 +102,13 @@ def test_broken_torchaudio_is_one_line_with_the_fix_and_nothing_written(tmp_path
     data = tmp_path / "d.lance"
     make_demo_dataset(data, n_rows=40)
     env = _broken_torchaudio(tmp_path / "site")
-    for args, written in ((["pretrain", "--data", str(data), "--run", str(tmp_path / "run"), "--model", "tiny"],
-                           tmp_path / "run"),
-                          (["demo", "--out", str(tmp_path / "demo")], tmp_path / "demo")):
+    for args, written in (
+        (
+            ["pretrain", "--data", str(data), "--run", str(tmp_path / "run"), "--model", "tiny"],
+            tmp_path / "run",
+        ),
+        (["demo", "--out", str(tmp_path / "demo")], tmp_path / "demo"),
+    ):
         done = _mmpt(*args, env=env)
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 1 and len(lines) == 1, done.stderr
@@ -110,5 +129,7 @@ def test_broken_torchaudio_is_one_line_with_the_fix_and_nothing_written(tmp_path
 def test_diagnosis_leaves_other_errors_alone():
     assert diagnose_load_error(ValueError("bad value")) is None
     assert diagnose_load_error(ImportError("No module named 'umap'")) is None
-    line = diagnose_load_error(RuntimeError("PyTorch and TorchAudio were compiled with different CUDA versions."))
+    line = diagnose_load_error(
+        RuntimeError("PyTorch and TorchAudio were compiled with different CUDA versions.")
+    )
     assert line is not None and "fix: pip install torch==2.11.0" in line

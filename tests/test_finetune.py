@@ -28,8 +28,13 @@ def pretrained(demo_dataset, tmp_path_factory) -> Path:
     """A briefly pretrained tiny run on the demo data (the starting point of the fine-tunes here)."""
     from mmpt.train.pretrain import pretrain, resolve_config
 
-    cfg = resolve_config(data=str(demo_dataset.uri), model="tiny", max_steps=21, batch_size=32,
-                         overrides=[*QUICK, "train.eval_after=false", "train.log_every=10"])
+    cfg = resolve_config(
+        data=str(demo_dataset.uri),
+        model="tiny",
+        max_steps=21,
+        batch_size=32,
+        overrides=[*QUICK, "train.eval_after=false", "train.log_every=10"],
+    )
     run = tmp_path_factory.mktemp("ft") / "pretrained"
     pretrain(cfg, run, progress=False)
     return run
@@ -37,7 +42,9 @@ def pretrained(demo_dataset, tmp_path_factory) -> Path:
 
 def _ft(pretrained_or_source, data, **kw):
     overrides = [*QUICK, *kw.pop("overrides", [])]
-    return resolve_finetune_config(source=str(pretrained_or_source), data=str(data), overrides=overrides, **kw)
+    return resolve_finetune_config(
+        source=str(pretrained_or_source), data=str(data), overrides=overrides, **kw
+    )
 
 
 def _final_state(run: Path) -> dict[str, torch.Tensor]:
@@ -46,6 +53,7 @@ def _final_state(run: Path) -> dict[str, torch.Tensor]:
 
 
 # ---- freeze policies and learning-rate multipliers (units) -------------------------------------------------
+
 
 def test_freeze_whole_towers_first_blocks_and_norms_only():
     model = build_model(preset_config("tiny"))
@@ -61,8 +69,14 @@ def test_freeze_whole_towers_first_blocks_and_norms_only():
     model = build_model(preset_config("tiny"))
     apply_freeze(model, norms_and_projections_only=True)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert {"clip.visual.proj", "clip.text.text_projection", "audio.vit.head.weight", "clip.visual.ln_post.weight",
-            "audio.vit.blocks.0.norm1.weight", "logit_scale.image_text"} <= trainable
+    assert {
+        "clip.visual.proj",
+        "clip.text.text_projection",
+        "audio.vit.head.weight",
+        "clip.visual.ln_post.weight",
+        "audio.vit.blocks.0.norm1.weight",
+        "logit_scale.image_text",
+    } <= trainable
     assert not any(("attn" in n or "mlp" in n or "embed" in n) for n in trainable)
 
 
@@ -81,8 +95,8 @@ def test_lr_scale_per_tower_and_layer_decay():
     scale = lr_scale_fn(model, {"image": 0.5, "heads": 2.0}, layer_decay=0.5)
     assert scale("clip.visual.proj") == 0.5  # head of the image tower: the tower's rate
     assert scale("clip.visual.transformer.resblocks.2.attn.in_proj_weight") == 0.25
-    assert scale("clip.visual.transformer.resblocks.0.attn.in_proj_weight") == 0.5 ** 4
-    assert scale("clip.visual.conv1.weight") == 0.5 ** 5  # the stem: one step below block 0
+    assert scale("clip.visual.transformer.resblocks.0.attn.in_proj_weight") == 0.5**4
+    assert scale("clip.visual.conv1.weight") == 0.5**5  # the stem: one step below block 0
     assert scale("clip.text.transformer.resblocks.2.ln_1.weight") == 0.5
     assert scale("audio.vit.blocks.1.attn.qkv.weight") == 0.5
     assert scale("logit_scale.image_text") == 2.0
@@ -116,10 +130,17 @@ def test_wise_interpolation_endpoints_and_middle():
 
 # ---- real fine-tunes --------------------------------------------------------------------------------------------
 
+
 def test_frozen_parameters_stay_bit_identical_and_wise_hits_the_endpoints(pretrained, demo_dataset, tmp_path):
-    cfg = _ft(pretrained, demo_dataset.uri, max_steps=4, batch_size=32, lr=1e-3,
-              finetune={"freeze": ["text"], "freeze_blocks": {"image": 2}, "wise_alpha": [0.0, 1.0]},
-              overrides=["train.early_stop_metric=''"])
+    cfg = _ft(
+        pretrained,
+        demo_dataset.uri,
+        max_steps=4,
+        batch_size=32,
+        lr=1e-3,
+        finetune={"freeze": ["text"], "freeze_blocks": {"image": 2}, "wise_alpha": [0.0, 1.0]},
+        overrides=["train.early_stop_metric=''"],
+    )
     run = tmp_path / "frozen"
     result = finetune(cfg, run, progress=False)
     assert result.train.step == 4
@@ -128,9 +149,14 @@ def test_frozen_parameters_stay_bit_identical_and_wise_hits_the_endpoints(pretra
     assert frozen and all(k.startswith(("clip.text.", "clip.visual.")) for k in frozen)
     assert all(torch.equal(init[k], final[k]) for k in frozen)  # not even weight decay touched them
     changed = [k for k in final if k not in frozen and not torch.equal(init[k], final[k])]
-    assert "clip.visual.transformer.resblocks.2.mlp.c_fc.weight" in changed and "audio.vit.head.weight" in changed
+    assert (
+        "clip.visual.transformer.resblocks.2.mlp.c_fc.weight" in changed
+        and "audio.vit.head.weight" in changed
+    )
     # the source run's own weights are those of RUN/init
-    source = load_model(pretrained / "checkpoints" / (pretrained / "checkpoints" / "latest").read_text().strip())
+    source = load_model(
+        pretrained / "checkpoints" / (pretrained / "checkpoints" / "latest").read_text().strip()
+    )
     assert all(torch.equal(v, init[k]) for k, v in source.state_dict().items())
     # WiSE-FT: alpha 0 is the starting point, alpha 1 the fine-tuned model; both evaluated
     w0 = load_file(str(run / "wise-0" / "model.safetensors"))
@@ -142,9 +168,21 @@ def test_frozen_parameters_stay_bit_identical_and_wise_hits_the_endpoints(pretra
 
 
 def test_early_stopping_restores_the_best_checkpoint(pretrained, demo_dataset, tmp_path):
-    cfg = _ft(pretrained, demo_dataset.uri, max_steps=8, batch_size=32, lr=1e-3, finetune={"freeze": ["none"]},
-              overrides=["train.val_every=1", "train.early_stop_metric='score'", "train.early_stop_mode='max'",
-                         "train.early_stop_patience=2", "train.eval_after=false"])
+    cfg = _ft(
+        pretrained,
+        demo_dataset.uri,
+        max_steps=8,
+        batch_size=32,
+        lr=1e-3,
+        finetune={"freeze": ["none"]},
+        overrides=[
+            "train.val_every=1",
+            "train.early_stop_metric='score'",
+            "train.early_stop_mode='max'",
+            "train.early_stop_patience=2",
+            "train.eval_after=false",
+        ],
+    )
     run_dir, model = prepare(cfg, tmp_path / "early")
     scores = iter([0.1, 0.5, 0.3, 0.2, 0.9, 0.9, 0.9, 0.9])  # best at the 2nd validation, then 2 worse: stop
 
@@ -168,8 +206,15 @@ def test_audio_tower_added_to_a_pretrained_image_text_pair(pretrained, demo_data
     from mmpt.models.openclip_io import export_openclip
 
     weights, _ = export_openclip(load_run_model(pretrained), tmp_path / "pair.safetensors")  # + pair.json
-    cfg = _ft(weights, demo_dataset.uri, max_steps=3, batch_size=32, lr=1e-3, finetune={"add": ["audio"]},
-              overrides=["train.eval_after=false"])
+    cfg = _ft(
+        weights,
+        demo_dataset.uri,
+        max_steps=3,
+        batch_size=32,
+        lr=1e-3,
+        finetune={"add": ["audio"]},
+        overrides=["train.eval_after=false"],
+    )
     run = tmp_path / "bind-audio"
     finetune(cfg, run, pairs_given=False, progress=False)
     saved = json.loads((run / "finetune.json").read_text())
@@ -196,19 +241,24 @@ def test_bad_sources_and_policies_are_one_line_errors(pretrained, demo_dataset, 
 
     with pytest.raises(ConfigError, match="not an mmpt run or checkpoint folder"):
         finetune(_ft(tmp_path / "nowhere", demo_dataset.uri), tmp_path / "a", progress=False)
-    weights, _ = export_openclip(build_model(preset_config("tiny")), tmp_path / "tiny.pt", config_name="other")
+    weights, _ = export_openclip(
+        build_model(preset_config("tiny")), tmp_path / "tiny.pt", config_name="other"
+    )
     with pytest.raises(ConfigError, match=r"shapes differ for clip\.visual\..* vs model"):
         finetune(_ft(weights, demo_dataset.uri, model="small"), tmp_path / "b", progress=False)
     with pytest.raises(ConfigError, match="cannot freeze the audio tower: it is newly initialised"):
         cfg = _ft(weights, demo_dataset.uri, model="tiny", finetune={"add": ["audio"], "freeze": ["audio"]})
         finetune(cfg, tmp_path / "c", progress=False)
     with pytest.raises(ConfigError, match="already has a audio tower"):
-        finetune(_ft(pretrained, demo_dataset.uri, finetune={"add": ["audio"]}), tmp_path / "d", progress=False)
+        finetune(
+            _ft(pretrained, demo_dataset.uri, finetune={"add": ["audio"]}), tmp_path / "d", progress=False
+        )
     with pytest.raises(ConfigError, match="wise-alpha must be between 0 and 1"):
         _ft(pretrained, demo_dataset.uri, finetune={"wise_alpha": [2.0]})
 
 
 # ---- the acceptance flow, as a user runs it -----------------------------------------------------------------------
+
 
 def _mmpt(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mmpt", *args], capture_output=True, text=True, timeout=600)
@@ -216,8 +266,25 @@ def _mmpt(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_finetune_with_frozen_text_improves_and_eval_compares(pretrained, demo_dataset, tmp_path):
     run = tmp_path / "R"
-    proc = _mmpt("finetune", "--from", str(pretrained), "--data", str(demo_dataset.uri), "--run", str(run),
-                 "--freeze", "text", "--epochs", "3", "--batch-size", "32", "--num-workers", "0", "--quiet", "--json")
+    proc = _mmpt(
+        "finetune",
+        "--from",
+        str(pretrained),
+        "--data",
+        str(demo_dataset.uri),
+        "--run",
+        str(run),
+        "--freeze",
+        "text",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--num-workers",
+        "0",
+        "--quiet",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["headline"]["metric"].startswith("zero-shot accuracy")
@@ -234,16 +301,20 @@ def test_cli_finetune_with_frozen_text_improves_and_eval_compares(pretrained, de
     assert set(comparison["zero_shot_retention"]) == {"image", "audio"}
 
 
-
 def test_cli_errors_are_one_line(pretrained, demo_dataset, tmp_path, capsys):
     from mmpt.cli import main
 
     (tmp_path / "R").mkdir()
     (tmp_path / "R" / "config.toml").write_text("")
-    cases = [(["--run", str(tmp_path / "R")], "already holds a run"),
-             (["--run", str(tmp_path / "S"), "--tower-lr", "image"], "bad --tower-lr 'image': expected TOWER=VALUE"),
-             (["--run", str(tmp_path / "S"), "--wise-alpha", "-1"], "--wise-alpha must be between 0 and 1"),
-             (["--run", str(tmp_path / "S"), "--task", "classify", "--label-col", "nope"], "has no column 'nope'")]
+    cases = [
+        (["--run", str(tmp_path / "R")], "already holds a run"),
+        (
+            ["--run", str(tmp_path / "S"), "--tower-lr", "image"],
+            "bad --tower-lr 'image': expected TOWER=VALUE",
+        ),
+        (["--run", str(tmp_path / "S"), "--wise-alpha", "-1"], "--wise-alpha must be between 0 and 1"),
+        (["--run", str(tmp_path / "S"), "--task", "classify", "--label-col", "nope"], "has no column 'nope'"),
+    ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main(["finetune", "--from", str(pretrained), "--data", str(demo_dataset.uri), "--quiet", *extra])
@@ -256,12 +327,24 @@ def test_a_stopped_fine_tune_resumes_with_the_same_frozen_parameters(pretrained,
 
     from mmpt.train.finetune import resume_finetune
 
-    cfg = _ft(pretrained, demo_dataset.uri, max_steps=4, batch_size=32, lr=1e-3, finetune={"freeze": ["text"]},
-              overrides=["train.early_stop_metric=''", "train.eval_after=false"])
+    cfg = _ft(
+        pretrained,
+        demo_dataset.uri,
+        max_steps=4,
+        batch_size=32,
+        lr=1e-3,
+        finetune={"freeze": ["text"]},
+        overrides=["train.early_stop_metric=''", "train.eval_after=false"],
+    )
     stop = threading.Event()
     run = tmp_path / "stopped"
-    first = finetune(cfg, run, progress=False, stop=stop,
-                     on_event=lambda e: stop.set() if e.get("kind") == "train" and e["step"] == 2 else None)
+    first = finetune(
+        cfg,
+        run,
+        progress=False,
+        stop=stop,
+        on_event=lambda e: stop.set() if e.get("kind") == "train" and e["step"] == 2 else None,
+    )
     assert first.train.stopped and first.train.step == 2
     resumed = resume_finetune(run, progress=False)
     assert not resumed.train.stopped and resumed.train.step == 4

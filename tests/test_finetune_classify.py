@@ -30,15 +30,23 @@ def odd_labels(tmp_path_factory):
     """A small demo dataset with a one-class column and a column whose test split holds an unseen label."""
     ds = make_demo_dataset(tmp_path_factory.mktemp("cls") / "odd.lance", n_rows=120, seed=1)
     t = ds.lance.to_table(columns=["id", "split", "colour"])
-    odd = ["crimson" if s == "test" and c == "red" else c
-           for s, c in zip(t["split"].to_pylist(), t["colour"].to_pylist(), strict=True)]
+    odd = [
+        "crimson" if s == "test" and c == "red" else c
+        for s, c in zip(t["split"].to_pylist(), t["colour"].to_pylist(), strict=True)
+    ]
     ds.lance.merge(pa.table({"id": t["id"], "const": ["x"] * len(t), "odd": odd}), left_on="id")
     return ds.uri, odd.count("crimson")
 
 
 def _classify(source, data, **finetune):
-    return resolve_finetune_config(source=str(source), data=str(data), overrides=QUICK,
-                                   finetune={"task": "classify", **finetune}, max_steps=4, batch_size=32)
+    return resolve_finetune_config(
+        source=str(source),
+        data=str(data),
+        overrides=QUICK,
+        finetune={"task": "classify", **finetune},
+        max_steps=4,
+        batch_size=32,
+    )
 
 
 def test_probe_on_frozen_towers_reports_every_metric(source, demo_dataset, tmp_path):
@@ -56,7 +64,9 @@ def test_probe_on_frozen_towers_reports_every_metric(source, demo_dataset, tmp_p
     model, head, meta = load_classifier(run)
     assert all(torch.equal(v, init[k]) for k, v in model.state_dict().items() if k in init)
     assert meta["classes"] == r["classes"] and head.towers == ["image", "audio"]
-    assert any(e["kind"] == "val" and "val_accuracy" in e for e in map(json.loads, open(run / "metrics.jsonl")))
+    assert any(
+        e["kind"] == "val" and "val_accuracy" in e for e in map(json.loads, open(run / "metrics.jsonl"))
+    )
 
 
 def test_full_fine_tune_trains_the_towers_after_the_probe(source, demo_dataset, tmp_path):
@@ -68,8 +78,11 @@ def test_full_fine_tune_trains_the_towers_after_the_probe(source, demo_dataset, 
     r = result.after["linear_probe"]["audio"]
     assert r["mode"] == "full" and r["accuracy"] > 0.5
     events = [json.loads(line) for line in open(run / "metrics.jsonl")]
-    assert [e["kind"] for e in events][:2] == ["probe", "train"] and events[-1] == {**events[-1], "kind": "end",
-                                                                                     "step": 4}
+    assert [e["kind"] for e in events][:2] == ["probe", "train"] and events[-1] == {
+        **events[-1],
+        "kind": "end",
+        "step": 4,
+    }
     init = load_file(str(source / "model.safetensors"))
     trained = load_classifier(run)[0].state_dict()
     assert not torch.equal(trained["audio.vit.head.weight"], init["audio.vit.head.weight"])
@@ -90,7 +103,9 @@ def test_single_class_column_is_refused(source, odd_labels, tmp_path):
 
 def test_unseen_test_labels_are_reported_not_fatal(source, odd_labels, tmp_path):
     uri, n_crimson = odd_labels
-    result = finetune(_classify(source, uri, label_col="odd", towers=["audio"]), tmp_path / "unseen", progress=False)
+    result = finetune(
+        _classify(source, uri, label_col="odd", towers=["audio"]), tmp_path / "unseen", progress=False
+    )
     r = result.after["linear_probe"]["audio"]
     assert n_crimson > 0 and r["unseen_test_labels"] == {"crimson": r["n_unseen"]} and r["n_unseen"] > 0
     assert r["accuracy"] is not None and "crimson" not in r["classes"]

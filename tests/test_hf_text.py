@@ -43,8 +43,9 @@ def test_mean_pooled_tower_matches_sentence_transformers():
     tokens = build_tokenizer(spec)(TEXTS)
     with torch.no_grad():
         ours = torch.nn.functional.normalize(tower(tokens), dim=-1)
-    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(TEXTS, convert_to_tensor=True,
-                                                                            normalize_embeddings=True)
+    reference = SentenceTransformer(str(minilm_path()), device="cpu").encode(
+        TEXTS, convert_to_tensor=True, normalize_embeddings=True
+    )
     assert torch.allclose(ours, reference.cpu(), atol=1e-5)
 
 
@@ -84,10 +85,34 @@ def test_lit_on_minilm_learns_from_the_cli(demo_dataset, tmp_path):
     """New image and audio towers bound to the frozen MiniLM text tower (LiT / LanguageBind style)."""
     run = tmp_path / "lit"
     # the report split is the train split: 240 rows make the above-chance check far less noisy than 30
-    cmd = [sys.executable, "-m", "mmpt", "finetune", "--from", "hf:minilm", "--data", str(demo_dataset.uri),
-           "--run", str(run), "--max-steps", "12", "--batch-size", "32", "--lr", "2e-3", "--num-workers", "0",
-           "--early-stop", "none", "--set", "train.warmup_steps=3", "--set", "data.test_split=train",
-           "--quiet", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmpt",
+        "finetune",
+        "--from",
+        "hf:minilm",
+        "--data",
+        str(demo_dataset.uri),
+        "--run",
+        str(run),
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "32",
+        "--lr",
+        "2e-3",
+        "--num-workers",
+        "0",
+        "--early-stop",
+        "none",
+        "--set",
+        "train.warmup_steps=3",
+        "--set",
+        "data.test_split=train",
+        "--quiet",
+        "--json",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)

@@ -23,15 +23,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _heads(scale: float = LOG10, bias: float = -3.0):
-    logit_scale = nn.ParameterDict({p: nn.Parameter(torch.tensor(scale + i * 0.1)) for i, p in enumerate(PAIRS)})
+    logit_scale = nn.ParameterDict(
+        {p: nn.Parameter(torch.tensor(scale + i * 0.1)) for i, p in enumerate(PAIRS)}
+    )
     logit_bias = nn.ParameterDict({p: nn.Parameter(torch.tensor(bias - i)) for i, p in enumerate(PAIRS)})
     return logit_scale, logit_bias
 
 
 def _features(seed=0, requires_grad=False):
     g = torch.Generator().manual_seed(seed)
-    return {m: F.normalize(torch.randn(B, D, generator=g), dim=-1).requires_grad_(requires_grad)
-            for m in ("image", "text", "audio")}
+    return {
+        m: F.normalize(torch.randn(B, D, generator=g), dim=-1).requires_grad_(requires_grad)
+        for m in ("image", "text", "audio")
+    }
 
 
 MASKS = {  # row 2 lacks image, row 4 lacks text, rows 5-6 lack audio
@@ -123,7 +127,9 @@ def test_pairs_with_fewer_than_two_rows_add_nothing():
     total.backward()
     assert feats["audio"].grad is None and scale["audio_text"].grad is None
     feats = _features(3, requires_grad=True)
-    nothing, none = ContrastiveLoss(PAIRS)(feats, {m: torch.zeros(B, dtype=torch.bool) for m in feats}, scale, bias)
+    nothing, none = ContrastiveLoss(PAIRS)(
+        feats, {m: torch.zeros(B, dtype=torch.bool) for m in feats}, scale, bias
+    )
     assert none == {} and nothing.item() == 0.0
     nothing.backward()  # a batch with no usable pair still makes a (zero-gradient) training step
     assert feats["image"].grad.abs().sum() == 0

@@ -23,8 +23,16 @@ WORLD = 2
 # "dense": image-text 3 | 0, audio-text 2 | 3, image-audio 3 | 1; each rank holds every modality somewhere.
 # "sparse": rank 1 has no audio at all, so its audio tower is not run (needs find_unused_parameters).
 MASKS = {
-    "dense": {"image": [1, 1, 1, 1, 1, 0, 0, 0], "text": [1, 1, 1, 0, 0, 1, 1, 1], "audio": [1, 0, 1, 1, 1, 1, 1, 1]},
-    "sparse": {"image": [1, 1, 0, 1, 1, 1, 0, 1], "text": [1, 1, 1, 1, 0, 1, 1, 1], "audio": [1, 0, 1, 1, 0, 0, 0, 0]},
+    "dense": {
+        "image": [1, 1, 1, 1, 1, 0, 0, 0],
+        "text": [1, 1, 1, 0, 0, 1, 1, 1],
+        "audio": [1, 0, 1, 1, 1, 1, 1, 1],
+    },
+    "sparse": {
+        "image": [1, 1, 0, 1, 1, 1, 0, 1],
+        "text": [1, 1, 1, 1, 0, 1, 1, 1],
+        "audio": [1, 0, 1, 1, 0, 0, 0, 0],
+    },
 }
 MODALITIES = ("image", "text", "audio")
 # (masks, find_unused_parameters): the loop uses True; False checks every parameter gets a gradient.
@@ -54,7 +62,9 @@ def _model() -> nn.Module:
         "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
     }
-    return build_model(ModelConfig(embed_dim=32, clip=clip, audio=AudioConfig(clip_seconds=0.5, width=32, depth=1, heads=2)))
+    return build_model(
+        ModelConfig(embed_dim=32, clip=clip, audio=AudioConfig(clip_seconds=0.5, width=32, depth=1, heads=2))
+    )
 
 
 def _step(net: nn.Module, model: nn.Module, batch: dict, kind: str) -> dict:
@@ -64,7 +74,10 @@ def _step(net: nn.Module, model: nn.Module, batch: dict, kind: str) -> dict:
     loss_fn = ContrastiveLoss(PAIRS, {"audio_text": 0.5}, kind)
     total, per_pair = loss_fn(net(batch), masks, model.logit_scale, model.logit_bias)
     total.backward()
-    grads = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    grads = {
+        n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in model.named_parameters()
+    }
     return {"total": total.detach(), "per_pair": per_pair, "grads": grads}
 
 
@@ -80,14 +93,22 @@ def _feature_grads(kind: str, rows: slice | None) -> dict:
     bias = nn.ParameterDict({p: nn.Parameter(torch.tensor(-4.0)) for p in PAIRS})
     total, _ = ContrastiveLoss(PAIRS, None, kind)(feats, masks, scale, bias)
     total.backward()
-    return {"total": total.detach(), **{m: f.grad for m, f in feats.items()},
-            "scale": torch.stack([scale[p].grad for p in PAIRS])}
+    return {
+        "total": total.detach(),
+        **{m: f.grad for m, f in feats.items()},
+        "scale": torch.stack([scale[p].grad for p in PAIRS]),
+    }
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+    )
     info = D.setup_distributed("cpu")
     assert (info.rank, info.world_size, info.device.type) == (rank, WORLD, "cpu")
     try:
@@ -104,8 +125,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         rows.requires_grad_(True)
         gathered = D.gather_with_grad(rows)
         (gathered**2).sum().backward()
-        results["helpers"] = {"gathered": gathered.detach(), "grad": rows.grad,
-                              "sum": D.all_reduce_sum(torch.tensor([rank + 1.0]))}
+        results["helpers"] = {
+            "gathered": gathered.detach(),
+            "grad": rows.grad,
+            "sum": D.all_reduce_sum(torch.tensor([rank + 1.0])),
+        }
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
         D.barrier()
     finally:

@@ -45,7 +45,12 @@ def _inputs(spec, n=N, seed=0):
 
 def test_tiny_spec_and_params(tiny):
     spec = tiny.spec
-    assert (spec.image_size, spec.context_length, spec.sample_rate, spec.clip_samples) == (64, 32, 16000, 16000)
+    assert (spec.image_size, spec.context_length, spec.sample_rate, spec.clip_samples) == (
+        64,
+        32,
+        16000,
+        16000,
+    )
     assert spec.tokenizer == "open_clip"
     assert tiny.modalities == ("image", "text", "audio")
     assert set(tiny.logit_scale) == set(tiny.logit_bias) == {"image_text", "audio_text", "image_audio"}
@@ -67,8 +72,12 @@ def test_encoders_return_unit_vectors(tiny, modality):
 
 def test_forward_encodes_only_masked_in_rows(tiny):
     x = _inputs(tiny.spec, n=4)
-    batch = {**x, "image_mask": torch.tensor([True, False, True, False]),
-             "text_mask": torch.ones(4, dtype=torch.bool), "audio_mask": torch.zeros(4, dtype=torch.bool)}
+    batch = {
+        **x,
+        "image_mask": torch.tensor([True, False, True, False]),
+        "text_mask": torch.ones(4, dtype=torch.bool),
+        "audio_mask": torch.zeros(4, dtype=torch.bool),
+    }
     calls = []
     hook = tiny.audio.register_forward_hook(lambda *a: calls.append(1))
     try:

@@ -1,42 +1,64 @@
 """The quickstart notebook in a real browser: JupyterLab + headless Chromium (Debian's) driven by Playwright.
 
-Checks in the DOM what a user sees: the train panel's progress and curves, the explorer's canvas, Stop ending a
-running job, a selection set from Python filling the grid, a lasso selection reaching Python, a text search
-highlighting hits. Screenshots go to tests/artefacts/ (look at them); figures to tests/artefacts/browser.json.
+Checks in the DOM what a user sees: the train panel's progress and curves mid-run, Stop ending a running job,
+the explorer's canvas, a selection set from Python filling the grid, hover previews (card thumbnail and the
+tooltip playing the row's clip), a lasso drawn with the mouse reaching Python, a text search highlighting hits,
+a click showing neighbours. Screenshots go to tests/artefacts/ (look at them); figures to
+tests/artefacts/browser.json.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import playwright.sync_api as playwright
 import pytest
-from notebook_browser import CHROMIUM, jupyterlab
+from notebook_browser import (
+    CHROMIUM,
+    RUN_ALL_JS,
+    drag_polygon,
+    jupyterlab,
+    kernel,
+    lasso_box,
+    scatter_points,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTEFACTS = ROOT / "tests" / "artefacts"
+PANEL = ".mmpt-explorer-panel"
+# the notebook's first job trains 20 steps (quick for nbclient); here it trains longer so the map has structure
+QUICK_STEPS = 150
 
-KERNEL_JS = """async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = kernel.requestExecute({code});
-  let out = '';
-  future.onIOPub = (m) => {
-    const t = m.header.msg_type;
-    if (t === 'execute_result') out += m.content.data['text/plain'];
-    if (t === 'stream') out += m.content.text;
-    if (t === 'error') out += 'ERROR ' + m.content.ename + ': ' + m.content.evalue;
+# Watch one hover: when the mouse moved (the first mousemove), each hover card that showed a thumbnail (time,
+# row id), each clip the tooltip's <audio> started playing (time, src) and how far it played.
+HOVER_WATCH_JS = """(panelSelector) => {
+  const panel = document.querySelector(panelSelector);
+  const audio = panel.querySelector('.mmpt-scatter audio');
+  const w = window.__mmptHover = {t0: null, cards: [], plays: []};
+  window.addEventListener('mousemove', () => { if (w.t0 === null) w.t0 = performance.now(); },
+                          {capture: true, once: true});
+  const check = () => {
+    const card = panel.querySelector('.mmpt-hover-card');
+    const img = card && card.querySelector('img.mmpt-thumb');
+    if (!img) return;
+    const id = card.getAttribute('data-id');
+    if (w.cards.length && w.cards[w.cards.length - 1].id === id) return;
+    if (img.complete && img.naturalWidth > 0) w.cards.push({t: performance.now(), id});
+    else img.addEventListener('load', check, {once: true});
   };
-  await future.done;
-  return out;
+  new MutationObserver(check).observe(panel.querySelector('.mmpt-hover'),
+                                      {subtree: true, childList: true, attributes: true});
+  if (audio) {
+    audio.addEventListener('playing', () => w.plays.push({t: performance.now(), src: audio.src, played: 0}));
+    audio.addEventListener('timeupdate', () => {
+      const last = w.plays[w.plays.length - 1];
+      if (last && last.src === audio.src) last.played = Math.max(last.played, audio.currentTime);
+    });
+  }
+  return !!audio;
 }"""
-
-
-def kernel(page, code: str) -> str:
-    """Run code in the notebook's kernel (not in a cell) and return what it printed or returned."""
-    return page.evaluate(KERNEL_JS, code)
 
 
 def state_of(panel) -> tuple[str | None, int]:
@@ -46,6 +68,12 @@ def state_of(panel) -> tuple[str | None, int]:
         return None, -1
     step = panel.locator(".mmpt-step").inner_text() if panel.locator(".mmpt-step").count() else "-"
     return text.get_attribute("data-state"), int(step) if step.isdigit() else -1
+
+
+def curve_points(panel) -> int:
+    """The most points any loss curve of a train panel has."""
+    curves = panel.locator(".mmpt-loss-chart polyline.mmpt-curve")
+    return max((int(curves.nth(i).get_attribute("data-n") or 0) for i in range(curves.count())), default=0)
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
@@ -59,13 +87,67 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def py(page, expression: str):
+    """The JSON value of a Python expression evaluated in the notebook's kernel."""
+    out = kernel(page, f"import json as _j; print(_j.dumps({expression}))")
+    assert not out.startswith("ERROR"), out
+    return json.loads(out)
+
+
+def visible_points(page) -> dict:
+    """Scroll the explorer's map into view, then where its points are now (screenshots scroll the page)."""
+    page.locator(PANEL).locator(".mmpt-scatter").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    return wait_for(lambda: scatter_points(page, PANEL), 30, "the explorer's points drawn")
+
+
+def hover(page, points: dict, target: int, ids: list[str]) -> dict:
+    """Move the mouse from off the canvas onto point `target`'s pixel; wait until the hover card shows the hovered
+    row's thumbnail and the tooltip plays that row's clip. Returns the hovered index and the latencies (ms)."""
+    rx, ry, rw, rh = points["rect"]
+    page.mouse.move(rx + rw / 2, ry + rh + 40)  # off the canvas: no point hovered
+    wait_for(lambda: py(page, "view.scatter.widget.hovering") is None, 10, "the hover to end")
+    page.wait_for_timeout(300)
+    assert page.evaluate(HOVER_WATCH_JS, PANEL), "the tooltip has no <audio> element"
+    page.mouse.move(*points["xy"][target])  # one mousemove event
+    index = wait_for(
+        lambda: (h := py(page, "view.scatter.widget.hovering")) is not None and [h], 10, "widget.hovering"
+    )[0]
+    clip = kernel(page, f"print(view.explorer.item({ids[index]!r}).audio_uri())").strip()
+    assert clip.startswith("data:audio/wav;base64,"), clip[:80]
+
+    def done():
+        w = page.evaluate("() => window.__mmptHover")
+        card = next((c for c in w["cards"] if c["id"] == ids[index]), None)
+        play = next((p for p in w["plays"] if p["src"] == clip and p["played"] > 0.15), None)
+        return card and play and {"t0": w["t0"], "card": card["t"], "play": play}
+
+    watch = wait_for(done, 10, "the hover card's thumbnail and the tooltip's clip playing", poll=0.05)
+    return {
+        "index": index,
+        "card_ms": round(watch["card"] - watch["t0"], 1),
+        "audio_ms": round(watch["play"]["t"] - watch["t0"], 1),
+        "played_s": round(watch["play"]["played"], 2),
+    }
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(600)
 def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", root)
+    book = json.loads((ROOT / "notebooks" / "01_quickstart.ipynb").read_text())
+    quick_cell = next(
+        c for c in book["cells"] if 'TrainPanel(ds, run="quickstart/runs/quick"' in "".join(c["source"])
+    )
+    source = "".join(quick_cell["source"])
+    assert "max_steps=20" in source
+    quick_cell["source"] = source.replace("max_steps=20", f"max_steps={QUICK_STEPS}")
+    (root / "01_quickstart.ipynb").write_text(json.dumps(book))
     ARTEFACTS.mkdir(exist_ok=True)
+    for old in ARTEFACTS.glob("*.png"):
+        if not old.name.startswith("gui-"):  # the desktop GUI's screenshots are another test's
+            old.unlink()
     figures: dict[str, float] = {}
     env = {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     with jupyterlab(root, tmp_path / "home", env) as url, playwright.sync_playwright() as pw:
@@ -77,72 +159,161 @@ def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
             page.goto(url.format(path="01_quickstart.ipynb"))
             page.get_by_text("| Idle").first.wait_for(timeout=120_000)
             t0 = time.monotonic()
-            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.evaluate(RUN_ALL_JS)
 
-            # 1. the first train panel: progress mid-run, then finished with curves
+            # 1. the first train panel mid-run: progress and curves with several points, updated in place
             quick = page.locator(".mmpt-train-panel").first
             quick.wait_for(timeout=120_000)
-            wait_for(lambda: state_of(quick)[1] >= 2, 240, "the first job's progress")
+            seen_states: list[tuple[float, str | None, int, int]] = []
+
+            def mid_run() -> bool:
+                state, step = state_of(quick)
+                seen_states.append((round(time.monotonic() - t0, 1), state, step, curve_points(quick)))
+                return state in ("running", "finished") and (state == "finished" or seen_states[-1][3] >= 6)
+
+            wait_for(mid_run, 180, "the first job's curves to have 6 points")
             quick.scroll_into_view_if_needed()
-            quick.screenshot(path=str(ARTEFACTS / "train_panel_first_job.png"))
-            assert quick.locator("polyline.mmpt-curve").count() >= 1
-            wait_for(lambda: state_of(quick)[0] == "finished", 300, "the first job to finish")
-            assert state_of(quick)[1] == 20
-            names = {
-                quick.locator("polyline.mmpt-curve").nth(i).get_attribute("data-name")
-                for i in range(quick.locator("polyline.mmpt-curve").count())
-            }
+            quick.screenshot(path=str(ARTEFACTS / "train_panel_mid_run.png"))
+            state, step = state_of(quick)
+            assert state == "running" and 12 <= step < QUICK_STEPS, seen_states
+            bar = quick.locator(".progress-bar").first.evaluate("e => parseFloat(e.style.width)")
+            assert 0 < bar < 100, bar  # the bar in the DOM, in %: the kernel is blocked in panel.wait()
+            wait_for(lambda: state_of(quick)[0] == "finished", 240, "the first job to finish")
+            assert state_of(quick)[1] == QUICK_STEPS
+            curves = quick.locator(".mmpt-loss-chart polyline.mmpt-curve")
+            names = {curves.nth(i).get_attribute("data-name") for i in range(curves.count())}
             assert {"image_text", "audio_text"} <= names, names
+            assert curve_points(quick) == QUICK_STEPS // 2  # log_every=2: every logged step is drawn
 
-            # 2. the explorer: canvas drawn, Python-set selection in the grid
-            explorer = page.locator(".mmpt-explorer-panel")
-            explorer.wait_for(timeout=240_000)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.mmpt-scatter canvas')]"
-                ".some(c => c.width > 100 && c.height > 100)",
-                timeout=60_000,
-            )
-            explorer.locator(".mmpt-scatter").scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            box = wait_for(
-                lambda: page.evaluate(
-                    "() => { const cs = [...document.querySelectorAll('.mmpt-scatter canvas')]"
-                    ".filter(c => c.width > 100 && c.height > 100);"
-                    " if (!cs.length) return null; const r = cs[0].getBoundingClientRect();"
-                    " return {x: r.x, y: r.y, width: r.width, height: r.height}; }"
-                ),
-                30,
-                "a sized scatter canvas",
-            )
-            figures["explorer_canvas_after_run_all_s"] = round(time.monotonic() - t0, 2)
+            # 2. the explorer's canvas: points drawn, inside the canvas, the legend off the map
+            explorer = page.locator(PANEL)
+            explorer.wait_for(timeout=120_000)
+            points = wait_for(lambda: scatter_points(page, PANEL), 60, "the explorer's points drawn")
+            figures["explorer_drawn_after_run_all_s"] = round(time.monotonic() - t0, 2)
+            points = visible_points(page)
+            n = py(page, "len(view.frame)")
+            assert points["n"] == n > 100
+            rx, ry, rw, rh = points["rect"]
+            assert rw > 500 and rh > 300, points["rect"]
+            inside = [rx <= x <= rx + rw and ry <= y <= ry + rh for x, y in points["xy"]]
+            assert all(inside), f"{inside.count(False)} points outside the canvas"
+            assert all(points["hit"]), f"{points['hit'].count(False)} points covered by another element"
+            hover_box = explorer.locator(".mmpt-hover").bounding_box()
+            assert hover_box["x"] >= rx + rw, (hover_box, points["rect"])  # the hover card beside the map
+            lx, ly, lw, lh = points["legend"]
+            under_legend = [lx <= x <= lx + lw and ly <= y <= ly + lh for x, y in points["xy"]]
+            assert not any(under_legend), f"the legend covers {sum(under_legend)} points"
+
+            # 3. the second job trains while cells run; Stop ends it
+            longer = page.locator(".mmpt-train-panel").nth(1)
+            longer.wait_for(timeout=120_000)
             wait_for(
-                lambda: kernel(page, "print('longer' in globals())").strip() == "True",
-                180,
-                "the cells after the explorer",
-            )
-
-            ids = json.loads(
-                kernel(page, "import json; print(json.dumps(list(explorer.points()['id'][40:43])))")
+                lambda: state_of(longer)[0] == "running" and state_of(longer)[1] >= 2,
+                120,
+                "the second job's progress",
             )
             started = time.monotonic()
-            kernel(page, f"view.selection({ids!r})")
+            kernel(page, "1 + 1")
+            figures["cell_while_training_s"] = round(time.monotonic() - started, 3)
+            assert figures["cell_while_training_s"] < 1.0
+            started = time.monotonic()
+            longer.scroll_into_view_if_needed()
+            longer.locator(".mmpt-stop button, button.mmpt-stop").first.click()
+            wait_for(lambda: state_of(longer)[0] == "stopped", 90, "Stop to end the job")
+            figures["stop_click_to_stopped_s"] = round(time.monotonic() - started, 2)
+            assert kernel(page, "print(longer.job.is_alive())").strip() == "False"
+            assert "stopped" in kernel(page, "print(longer.job.status()['state'])")
+            overhead = float(kernel(page, "print(longer.overhead)"))
+            figures["train_panel_cpu_fraction"] = round(overhead, 4)
+            assert overhead < 0.05
+            longer.screenshot(path=str(ARTEFACTS / "train_panel_stopped.png"))
+
+            # 4. a selection set from Python lights up and fills the grid
+            ids = py(page, "list(view.frame['id'].astype(str))")
             grid = explorer.locator(".mmpt-selection-items")
-            wait_for(
-                lambda: (
-                    {
-                        grid.locator(".mmpt-card").nth(i).get_attribute("data-id")
-                        for i in range(grid.locator(".mmpt-card").count())
-                    }
-                    == set(ids)
-                ),
-                20,
-                "the Python selection in the grid",
-            )
+
+            def grid_ids() -> set[str]:
+                cards = grid.locator(".mmpt-card")
+                return {cards.nth(i).get_attribute("data-id") for i in range(cards.count())}
+
+            chosen = sorted(set(ids[40:43]))
+            started = time.monotonic()
+            kernel(page, f"view.selection({chosen!r})")
+            wait_for(lambda: grid_ids() == set(chosen), 20, "the Python selection in the grid")
             figures["python_selection_to_grid_s"] = round(time.monotonic() - started, 3)
             assert grid.locator("img.mmpt-thumb").count() >= 1
             assert grid.locator("audio.mmpt-audio").count() >= 1
+            highlighted = set(py(page, "[int(i) for i in view.scatter.widget.selection]"))
+            assert {ids[i] for i in highlighted} == set(chosen)
 
-            # 4. a text search typed in the box highlights its hits
+            # 5. hover: the card shows the row's thumbnail and the tooltip plays the row's clip
+            points = visible_points(page)
+            modality = py(page, "list(view.frame['modality'].astype(str))")
+            xy = points["xy"]
+
+            def gap(i: int) -> float:  # px to the nearest other point: the mouse on i hovers i, not another
+                return min(
+                    ((xy[j][0] - xy[i][0]) ** 2 + (xy[j][1] - xy[i][1]) ** 2) ** 0.5
+                    for j in range(len(xy))
+                    if j != i
+                )
+
+            audio_points = [i for i in range(n) if modality[i] == "audio" and points["hit"][i]]
+            targets = sorted(audio_points, key=gap, reverse=True)[:2]
+            assert len(targets) == 2, "no audio points to hover"
+            seen = []
+            for target in targets:
+                result = hover(page, points, target, ids)
+                card = explorer.locator(".mmpt-hover-card")
+                assert card.get_attribute("data-id") == ids[result["index"]]
+                assert card.locator("img.mmpt-thumb").count() == 1
+                seen.append(result)
+            assert seen[0]["index"] != seen[1]["index"]
+            explorer.screenshot(path=str(ARTEFACTS / "explorer_hover.png"))
+            figures["hover_to_card_thumbnail_ms"] = [r["card_ms"] for r in seen]
+            figures["hover_to_tooltip_audio_playing_ms"] = [r["audio_ms"] for r in seen]
+            figures["tooltip_clip_played_s"] = [r["played_s"] for r in seen]
+            # the issue's 300 ms is a figure to record, bounded here loosely against a loaded CI box; jscatter
+            # itself waits 500 ms (TOOLTIP_DEBOUNCE_TIME) after the last mouse move before it shows a tooltip
+            assert max(figures["hover_to_card_thumbnail_ms"]) <= 1000, seen
+            assert max(figures["hover_to_tooltip_audio_playing_ms"]) <= 2000, seen
+            clicked = seen[0]["index"]
+
+            # 6. a lasso drawn with the mouse selects exactly the rows of the points inside it, fills the grid
+            explorer.locator(".mmpt-lasso").first.click()  # the panel's lasso toggle (else pan/zoom)
+            wait_for(lambda: py(page, "view.scatter.widget.mouse_mode") == "lasso", 10, "lasso mouse mode")
+            kernel(page, "view.selection([])")
+            wait_for(
+                lambda: explorer.locator(".mmpt-selection-grid .mmpt-empty").count() == 1,
+                10,
+                "the grid to empty",
+            )
+            points = visible_points(page)
+            found = lasso_box(points["xy"], points["hit"], points["rect"], ids)
+            assert found, "no group of points to lasso"
+            (x0, y0, x1, y1), lassoed = found
+            started = time.monotonic()
+            drag_polygon(page, [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+            selected = wait_for(
+                lambda: py(page, "list(view.selection())"), 20, "the lasso selection in Python"
+            )
+            figures["lasso_to_python_s"] = round(time.monotonic() - started, 3)
+            expected = sorted(lassoed)
+            assert sorted(selected) == expected, (selected, expected)
+            wait_for(
+                lambda: grid_ids() and grid_ids() <= set(expected), 20, "the lasso selection in the grid"
+            )
+            assert len(grid_ids()) == min(len(expected), 24)
+            assert f"{len(expected)} selected" in grid.locator(".mmpt-grid-title").inner_text()
+            figures["lasso_rows"] = len(expected)
+            rx, ry, rw, rh = points["rect"]
+            page.mouse.move(rx + rw / 2, ry + rh + 40)  # off the map
+            page.wait_for_timeout(700)  # the tooltip fades out
+            explorer.screenshot(path=str(ARTEFACTS / "explorer_lasso.png"))
+            explorer.locator(".mmpt-lasso").first.click()
+            wait_for(lambda: py(page, "view.scatter.widget.mouse_mode") == "panZoom", 10, "pan/zoom mode")
+
+            # 7. a text search typed in the box highlights its hits
             started = time.monotonic()
             search = explorer.locator(".mmpt-search input")
             search.fill("a blue star")
@@ -154,121 +325,32 @@ def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
             )
             figures["search_round_trip_s"] = round(time.monotonic() - started, 3)
             wait_for(lambda: grid.locator(".mmpt-score").count() >= 1, 10, "scored hits in the grid")
-            hits = json.loads(kernel(page, "print(json.dumps(sorted(set(view.search()['id']))))"))
-            assert (
-                sorted(
-                    kernel(page, "print(json.dumps(list(view.selection())))")
-                    and json.loads(kernel(page, "print(json.dumps(list(view.selection())))"))
-                )
-                == hits
-            )
-            highlighted = int(kernel(page, "print(len(view.scatter.widget.selection))"))
-            assert highlighted >= len(hits)
+            hits = py(page, "sorted(set(view.search()['id']))")
+            assert sorted(py(page, "list(view.selection())")) == hits
+            assert grid_ids() == set(hits)
+            highlighted = set(py(page, "[int(i) for i in view.scatter.widget.selection]"))
+            assert {ids[i] for i in highlighted} == set(hits)
             explorer.screenshot(path=str(ARTEFACTS / "explorer_search.png"))
 
-            # 6. the second job trains while cells run; Stop ends it
-            longer = page.locator(".mmpt-train-panel").nth(1)
-            longer.wait_for(timeout=60_000)
+            # 8. a click on a point selects its row in Python and shows its neighbours
+            page.mouse.click(*visible_points(page)["xy"][clicked])
             wait_for(
-                lambda: state_of(longer)[0] == "running" and state_of(longer)[1] >= 2,
-                240,
-                "the second job's progress",
-            )
-            started = time.monotonic()
-            kernel(page, "1 + 1")
-            figures["cell_while_training_s"] = round(time.monotonic() - started, 3)
-            longer.scroll_into_view_if_needed()
-            longer.screenshot(path=str(ARTEFACTS / "train_panel_running.png"))
-            started = time.monotonic()
-            longer.locator(".mmpt-stop button, button.mmpt-stop").first.click()
-            wait_for(lambda: state_of(longer)[0] == "stopped", 90, "Stop to end the job")
-            figures["stop_click_to_stopped_s"] = round(time.monotonic() - started, 2)
-            assert kernel(page, "print(longer.job.is_alive())").strip() == "False"
-            assert "stopped" in kernel(page, "print(longer.job.status()['state'])")
-            overhead = float(kernel(page, "print(longer.overhead)"))
-            figures["train_panel_cpu_fraction"] = round(overhead, 4)
-            assert overhead < 0.05
-            longer.screenshot(path=str(ARTEFACTS / "train_panel_stopped.png"))
-            explorer.locator(".mmpt-scatter").scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            box = page.evaluate(
-                "() => { const c = [...document.querySelectorAll('.mmpt-scatter canvas')]"
-                ".find(c => c.width > 100 && c.height > 100); const r = c.getBoundingClientRect();"
-                " return {x: r.x, y: r.y, width: r.width, height: r.height}; }"
-            )
-            # 5. hover: the card fills with the point's thumbnail; time it
-            hover_card = explorer.locator(".mmpt-hover-card")
-            ndc = json.loads(
-                kernel(
-                    page,
-                    "import json; p = view.scatter.widget.points; "
-                    "print(json.dumps([[float(v) for v in r[:2]] for r in p[::7]]))",
-                )
-            )
-            found = None
-            for (
-                nx,
-                ny,
-            ) in ndc:  # jscatter keeps points in [-1, 1]; the default camera shows exactly that square
-                fx, fy = (nx + 1) / 2, (1 - ny) / 2
-                if not (0.02 < fx < 0.98 and 0.02 < fy < 0.98):
-                    continue
-                page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-                page.wait_for_timeout(60)
-                if kernel(page, "print(view.scatter.widget.hovering)").strip() not in ("None", ""):
-                    found = (fx, fy)
-                    break
-            assert found, "no point under the mouse at any point's computed pixel"
-            page.mouse.move(box["x"] + 2, box["y"] + 2)
-            page.wait_for_timeout(300)
-            before = hover_card.get_attribute("data-id") if hover_card.count() else None
-            started = time.monotonic()
-            page.mouse.move(box["x"] + found[0] * box["width"], box["y"] + found[1] * box["height"])
-            wait_for(
-                lambda: (
-                    hover_card.count() and (hover_card.get_attribute("data-id") != before or before is None)
-                ),
-                5,
-                "the hover card",
-                poll=0.01,
-            )
-            figures["hover_to_card_s"] = round(time.monotonic() - started, 3)
-            tooltip_audio = explorer.locator(".mmpt-scatter audio")
-            wait_for(
-                lambda: (
-                    tooltip_audio.count()
-                    and (tooltip_audio.first.get_attribute("src") or "").startswith("data:audio/wav")
-                ),
-                5,
-                "the tooltip's audio clip",
-                poll=0.02,
-            )
-            figures["hover_to_tooltip_audio_s"] = round(time.monotonic() - started, 3)
-            explorer.screenshot(path=str(ARTEFACTS / "explorer_hover.png"))
-
-            # 3. a click on a point in the browser selects its row in Python and shows its neighbours
-            page.mouse.click(box["x"] + found[0] * box["width"], box["y"] + found[1] * box["height"])
-            clicked = wait_for(
-                lambda: json.loads(kernel(page, "print(json.dumps(list(view.selection())))")),
+                lambda: py(page, "list(view.selection())") == [ids[clicked]],
                 20,
                 "the clicked point's row in Python",
             )
-            assert len(clicked) == 1
             neighbours = explorer.locator(".mmpt-neighbour-items .mmpt-card")
             wait_for(lambda: neighbours.count() >= 1, 20, "the clicked point's neighbours")
-            explorer.screenshot(path=str(ARTEFACTS / "explorer_click_neighbours.png"))
             figures["clicked_neighbours"] = neighbours.count()
-            explorer.get_by_text("selection", exact=True).click()
-
-            page.screenshot(path=str(ARTEFACTS / "quickstart_page.png"))
+            explorer.screenshot(path=str(ARTEFACTS / "explorer_click_neighbours.png"))
+            figures["test_s"] = round(time.monotonic() - t0, 1)
         finally:
             page.screenshot(path=str(ARTEFACTS / "last_view.png"))
-            if page.locator(".mmpt-explorer-panel").count():
-                page.locator(".mmpt-explorer-panel").screenshot(path=str(ARTEFACTS / "last_explorer.png"))
             (ARTEFACTS / "browser.json").write_text(json.dumps(figures, indent=2))
-            kernel_alive = root / "quickstart" / "runs" / "longer"
-            if kernel_alive.exists():
-                from mmpt.jobs import attach
+            for run in ("quick", "longer"):
+                folder = root / "quickstart" / "runs" / run
+                if folder.exists():
+                    from mmpt.jobs import attach
 
-                attach(kernel_alive).stop(timeout=20)
+                    attach(folder).stop(timeout=20)
             browser.close()

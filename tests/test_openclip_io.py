@@ -17,7 +17,9 @@ from mmpt.models.tokenizer import build_tokenizer
 @pytest.fixture(scope="module")
 def inputs():
     g = torch.Generator().manual_seed(0)
-    tokens = build_tokenizer(build_model(preset_config("tiny")).spec)(["a red circle", "a blue star on grey", "x"])
+    tokens = build_tokenizer(build_model(preset_config("tiny")).spec)(
+        ["a red circle", "a blue star on grey", "x"]
+    )
     return torch.randn(3, 3, 64, 64, generator=g), tokens
 
 
@@ -37,8 +39,10 @@ def test_open_clip_checkpoints_load_with_identical_embeddings(tmp_path, inputs, 
     oc = cls(**tiny_clip_config())
     state = oc.state_dict()
     # open_clip_train's layout: DDP "module." prefix under "state_dict" in a .pt; and a plain .safetensors
-    torch.save({"epoch": 2, "name": "x", "state_dict": {f"module.{k}": v for k, v in state.items()}},
-               tmp_path / "epoch_2.pt")
+    torch.save(
+        {"epoch": 2, "name": "x", "state_dict": {f"module.{k}": v for k, v in state.items()}},
+        tmp_path / "epoch_2.pt",
+    )
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "model.safetensors"))
     for name in ("epoch_2.pt", "model.safetensors"):
         mm, loaded = load_openclip_checkpoint(tmp_path / name, "tiny")
@@ -51,8 +55,9 @@ def test_open_clip_checkpoints_load_with_identical_embeddings(tmp_path, inputs, 
 def test_adding_audio_keeps_the_loaded_towers(tmp_path, inputs):
     oc = open_clip.CLIP(**tiny_clip_config())
     save_file({k: v.contiguous() for k, v in oc.state_dict().items()}, str(tmp_path / "oc.safetensors"))
-    mm, loaded = load_openclip_checkpoint(tmp_path / "oc.safetensors", preset_config("tiny"),
-                                          modalities=["image", "text", "audio"])
+    mm, loaded = load_openclip_checkpoint(
+        tmp_path / "oc.safetensors", preset_config("tiny"), modalities=["image", "text", "audio"]
+    )
     assert mm.modalities == ("image", "text", "audio")
     assert not any(k.startswith("audio.") for k in loaded)
     _same_embeddings(mm, oc, inputs)
@@ -86,9 +91,13 @@ def test_shape_mismatch_names_the_tensors(tmp_path):
     cfg = tiny_clip_config()
     cfg["vision_cfg"]["width"] = 96
     cfg["vision_cfg"]["head_width"] = 32
-    save_file({k: v.contiguous() for k, v in open_clip.CLIP(**cfg).state_dict().items()},
-              str(tmp_path / "wide.safetensors"))
-    with pytest.raises(ConfigError, match=r"shapes differ for clip\.visual\.class_embedding \(96,\) vs model \(128,\)"):
+    save_file(
+        {k: v.contiguous() for k, v in open_clip.CLIP(**cfg).state_dict().items()},
+        str(tmp_path / "wide.safetensors"),
+    )
+    with pytest.raises(
+        ConfigError, match=r"shapes differ for clip\.visual\.class_embedding \(96,\) vs model \(128,\)"
+    ):
         load_openclip_checkpoint(tmp_path / "wide.safetensors", "tiny")
 
 

@@ -28,7 +28,9 @@ def test_malicious_torch_checkpoint_is_refused_and_never_runs(tmp_path):
     ckpt = tmp_path / "evil.pt"
     torch.save({"weight": torch.zeros(2), "payload": _CreatesFile(str(marker))}, ckpt)
     assert not marker.exists()  # saving does not run it
-    with pytest.raises(ConfigError, match=r"refusing to load .*evil\.pt: it contains pickled code .*posix\.system"):
+    with pytest.raises(
+        ConfigError, match=r"refusing to load .*evil\.pt: it contains pickled code .*posix\.system"
+    ):
         load_tensors(ckpt)
     assert not marker.exists()
 

@@ -24,8 +24,15 @@ def test_hundred_rows_five_bad(tmp_path, capsys):
         if row["audio"] is not None:
             audio = f"media/{row['id']}.wav"
             (tmp_path / audio).write_bytes(row["audio"])
-        rows.append({"id": row["id"], "image": image, "audio": audio, "text": row["text"] or "",
-                     "label": row["label"]})
+        rows.append(
+            {
+                "id": row["id"],
+                "image": image,
+                "audio": audio,
+                "text": row["text"] or "",
+                "label": row["label"],
+            }
+        )
     full = [k for k, r in enumerate(rows) if r["image"] and r["audio"]]
     # row -> (kind, words in the reason, the modality that fails); every bad row also holds a good file of
     # the other modality, so a report that names the row's first path instead of the failing one is caught
@@ -72,8 +79,10 @@ def test_hundred_rows_five_bad(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == 95
     good = [r for k, r in enumerate(rows) if k not in bad]
-    assert info["modalities"] == {"image": sum(bool(r["image"]) for r in good),
-                                  "text": sum(bool(r["text"]) for r in good),
-                                  "audio": sum(bool(r["audio"]) for r in good)}
+    assert info["modalities"] == {
+        "image": sum(bool(r["image"]) for r in good),
+        "text": sum(bool(r["text"]) for r in good),
+        "audio": sum(bool(r["audio"]) for r in good),
+    }
     assert sum(info["splits"].values()) == 95 and sum(info["labels"].values()) == 95
     assert sum(info["combinations"].values()) == 95

@@ -79,10 +79,15 @@ def test_modalities_of_a_text_only_dataset(tmp_path):
 
 def test_stats_match_a_direct_count(demo_dataset):
     stats = demo_dataset.stats()
-    table = demo_dataset.lance.to_table(columns=["text", "image_sha256", "audio_sha256", "label", "split"]).to_pylist()
+    table = demo_dataset.lance.to_table(
+        columns=["text", "image_sha256", "audio_sha256", "label", "split"]
+    ).to_pylist()
     assert stats["rows"] == len(table) == 300
-    has = {"image": [r["image_sha256"] is not None for r in table], "text": [r["text"] is not None for r in table],
-           "audio": [r["audio_sha256"] is not None for r in table]}
+    has = {
+        "image": [r["image_sha256"] is not None for r in table],
+        "text": [r["text"] is not None for r in table],
+        "audio": [r["audio_sha256"] is not None for r in table],
+    }
     assert stats["modalities"] == {m: sum(v) for m, v in has.items()}
     combos: dict[str, int] = {}
     for k in range(len(table)):
@@ -93,16 +98,34 @@ def test_stats_match_a_direct_count(demo_dataset):
     assert stats["splits"] == {s: sum(r["split"] == s for r in table) for s in ("test", "train", "val")}
     assert sum(stats["labels"].values()) == 300 and len(stats["labels"]) == 20
     assert stats["versions"][0]["version"] == 1 and stats["size_bytes"] > 300 * 10_000
-    assert stats["embedding_columns"] == {} and stats["metadata_columns"] == {"colour": "string", "shape": "string"}
+    assert stats["embedding_columns"] == {} and stats["metadata_columns"] == {
+        "colour": "string",
+        "shape": "string",
+    }
 
 
 def test_data_info_cli_after_append_tag_and_embedding_column(tmp_path, capsys):
     import pandas as pd
 
     out = tmp_path / "i.lance"
-    ingest(pd.DataFrame({"id": ["a", "b", "c"], "text": ["x", "y", "z"], "label": ["p", "q", "p"],
-                         "split": ["train", "train", "test"]}), out, quiet=True)
-    ingest(pd.DataFrame({"id": ["d"], "text": ["w"], "label": ["q"], "split": ["val"]}), out, append=True, quiet=True)
+    ingest(
+        pd.DataFrame(
+            {
+                "id": ["a", "b", "c"],
+                "text": ["x", "y", "z"],
+                "label": ["p", "q", "p"],
+                "split": ["train", "train", "test"],
+            }
+        ),
+        out,
+        quiet=True,
+    )
+    ingest(
+        pd.DataFrame({"id": ["d"], "text": ["w"], "label": ["q"], "split": ["val"]}),
+        out,
+        append=True,
+        quiet=True,
+    )
     lds = lance.dataset(str(out))
     lds.tags.create("first", 1)
     lds.add_columns(pa.field("emb_run1_text", pa.list_(pa.float32(), 4)))
@@ -122,7 +145,12 @@ def test_data_info_cli_after_append_tag_and_embedding_column(tmp_path, capsys):
     code, text, _ = run_cli(["data", "info", str(out), "--version", "first", "--json"], capsys)
     assert json.loads(text)["rows"] == 3
     # Appending after an embedding column was added still works (the new rows get nulls there).
-    ingest(pd.DataFrame({"id": ["e"], "text": ["v"], "label": ["p"], "split": ["val"]}), out, append=True, quiet=True)
+    ingest(
+        pd.DataFrame({"id": ["e"], "text": ["v"], "label": ["p"], "split": ["val"]}),
+        out,
+        append=True,
+        quiet=True,
+    )
     assert len(open_dataset(out)) == 5
 
 
@@ -134,14 +162,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys, demo_files):
     assert code == 1 and len(err.strip().splitlines()) == 1 and "not a Lance dataset" in err
     code, _, err = run_cli(["ingest", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o.lance")], capsys)
     assert code == 1 and err.strip().splitlines()[-1].startswith("error: source not found")
-    code, _, err = run_cli(["ingest", str(demo_files), "--out", str(tmp_path / "o.lance"), "--text-col", "words",
-                            "-q"], capsys)
+    code, _, err = run_cli(
+        ["ingest", str(demo_files), "--out", str(tmp_path / "o.lance"), "--text-col", "words", "-q"], capsys
+    )
     assert code == 1 and "available columns: id, image, audio, text, label, split, colour, shape" in err
 
 
 def test_ingest_cli_json_and_verify(tmp_path, capsys, demo_files):
     out = tmp_path / "v.lance"
-    code, text, _ = run_cli(["ingest", str(demo_files), "--out", str(out), "-q", "--json", "--workers", "1"], capsys)
+    code, text, _ = run_cli(
+        ["ingest", str(demo_files), "--out", str(out), "-q", "--json", "--workers", "1"], capsys
+    )
     assert code == 0
     summary = json.loads(text)
     assert (summary["read"], summary["written"], summary["rejected"]) == (40, 40, 0)
@@ -165,7 +196,8 @@ def test_preview_renders_thumbnails_players_and_captions(demo_dataset):
     assert html.count("<tr>") == 7  # header + 6 rows
     assert html.count("data:image/png;base64,") == sum(b is not None for b in images)
     assert html.count('<audio controls preload="none" src="data:audio/wav;base64,') == sum(
-        b is not None for b in audios)
+        b is not None for b in audios
+    )
     for row in rows:
         assert row["id"] in html
         if row["text"]:
@@ -183,8 +215,9 @@ def test_preview_of_undecodable_and_long_audio(tmp_path):
     buf = io.BytesIO()
     sf.write(buf, np.zeros((16_000 * 20, 1), dtype="float32"), 16_000, format="FLAC")
     flac = buf.getvalue()
-    ds = ingest(pd.DataFrame({"id": ["f"], "audio": [flac], "text": ["long"]}), tmp_path / "p.lance",
-                quiet=True).dataset
+    ds = ingest(
+        pd.DataFrame({"id": ["f"], "audio": [flac], "text": ["long"]}), tmp_path / "p.lance", quiet=True
+    ).dataset
     html = ds.preview(1)
     assert "data:audio/flac;base64," in html or "data:audio/wav;base64," in html
 

@@ -55,12 +55,18 @@ def test_csv_round_trip_keeps_bytes_metadata_and_splits(demo_files, tmp_path):
     assert (result.read, result.written, result.rejected) == (40, 40, [])
     ds = open_dataset(tmp_path / "c.lance")
     assert_round_trip(ds, rows, demo_files.parent)
-    table = ds.lance.to_table(columns=["id", "text", "label", "split", "colour", "shape", "source"]).to_pylist()
+    table = ds.lance.to_table(
+        columns=["id", "text", "label", "split", "colour", "shape", "source"]
+    ).to_pylist()
     assert [r["id"] for r in table] == [r["id"] for r in rows]
     for got, want in zip(table, rows, strict=True):
         assert got["text"] == (want["text"] or None)
         assert (got["label"], got["split"], got["colour"], got["shape"]) == (
-            want["label"], want["split"], want["colour"], want["shape"])
+            want["label"],
+            want["split"],
+            want["colour"],
+            want["shape"],
+        )
         assert got["source"].startswith(str(demo_files.parent))
     report = json.loads(Path(result.report_path).read_text())
     assert report["totals"] == {"read": 40, "written": 40, "rejected": 0}
@@ -72,14 +78,29 @@ def test_jsonl_with_absolute_paths_and_renamed_columns(demo_files, tmp_path):
     path = tmp_path / "m.jsonl"
     with path.open("w") as handle:
         for r in rows[:15]:
-            handle.write(json.dumps({
-                "key": r["id"], "caption": r["text"] or None, "cls": r["label"],
-                "img": str(demo_files.parent / r["image"]) if r["image"] else None,
-                "snd": str(demo_files.parent / r["audio"]) if r["audio"] else None,
-                "score": 0.5, "n": 3,
-            }) + "\n")
-    ingest(path, tmp_path / "j.lance", id_col="key", image_col="img", audio_col="snd", label_col="cls",
-           quiet=True)
+            handle.write(
+                json.dumps(
+                    {
+                        "key": r["id"],
+                        "caption": r["text"] or None,
+                        "cls": r["label"],
+                        "img": str(demo_files.parent / r["image"]) if r["image"] else None,
+                        "snd": str(demo_files.parent / r["audio"]) if r["audio"] else None,
+                        "score": 0.5,
+                        "n": 3,
+                    }
+                )
+                + "\n"
+            )
+    ingest(
+        path,
+        tmp_path / "j.lance",
+        id_col="key",
+        image_col="img",
+        audio_col="snd",
+        label_col="cls",
+        quiet=True,
+    )
     ds = open_dataset(tmp_path / "j.lance")
     assert_round_trip(ds, rows[:15], demo_files.parent)
     table = ds.lance.to_table(columns=["id", "text", "label", "split", "score", "n"]).to_pylist()
@@ -148,11 +169,13 @@ def test_folder_tree_without_split_folders_and_with_unknown_files(tmp_path, demo
 def test_uris_for_media_and_manifest(demo_files, tmp_path):
     rows = read_manifest(demo_files)[:6]
     path = tmp_path / "uris.csv"
-    frame = pd.DataFrame({
-        "id": [r["id"] for r in rows],
-        "image": [(demo_files.parent / r["image"]).as_uri() if r["image"] else None for r in rows],
-        "audio": [(demo_files.parent / r["audio"]).as_uri() if r["audio"] else None for r in rows],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "image": [(demo_files.parent / r["image"]).as_uri() if r["image"] else None for r in rows],
+            "audio": [(demo_files.parent / r["audio"]).as_uri() if r["audio"] else None for r in rows],
+        }
+    )
     frame.loc[5, "image"] = (tmp_path / "gone.png").as_uri()
     frame.to_csv(path, index=False)
     result = ingest(path.as_uri(), tmp_path / "u.lance", quiet=True)
@@ -163,13 +186,15 @@ def test_uris_for_media_and_manifest(demo_files, tmp_path):
 
 def test_dataframe_with_bytes_and_paths(demo_files, tmp_path, demo_dataset):
     rows = read_manifest(demo_files)[:8]
-    frame = pd.DataFrame({
-        "id": [r["id"] for r in rows],
-        "image": [(demo_files.parent / r["image"]).read_bytes() if r["image"] else None for r in rows],
-        "audio": [str(demo_files.parent / r["audio"]) if r["audio"] else None for r in rows],
-        "text": [r["text"] or None for r in rows],
-        "weight": [float(k) for k in range(8)],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": [r["id"] for r in rows],
+            "image": [(demo_files.parent / r["image"]).read_bytes() if r["image"] else None for r in rows],
+            "audio": [str(demo_files.parent / r["audio"]) if r["audio"] else None for r in rows],
+            "text": [r["text"] or None for r in rows],
+            "weight": [float(k) for k in range(8)],
+        }
+    )
     result = ingest(frame, tmp_path / "df.lance", quiet=True)
     assert result.written == 8
     ds = open_dataset(tmp_path / "df.lance")
@@ -184,18 +209,23 @@ def test_hugging_face_dataset(tmp_path, demo_dataset):
     n = 6
     images = demo_dataset.read_blobs("image", range(n))
     audios = demo_dataset.read_blobs("audio", range(n))
-    features = datasets.Features({
-        "image": datasets.Image(),
-        "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
-        "caption": datasets.Value("string"),
-        "label": datasets.ClassLabel(names=["red", "green", "blue"]),
-    })
-    hf = datasets.Dataset.from_dict({
-        "image": [None if b is None else {"bytes": b, "path": None} for b in images],
-        "audio": [None if b is None else {"bytes": b, "path": None} for b in audios],
-        "caption": [f"caption {k}" for k in range(n)],
-        "label": [k % 3 for k in range(n)],
-    }, features=features).cast_column("audio", datasets.Audio(decode=False))
+    features = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "audio": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+            "caption": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["red", "green", "blue"]),
+        }
+    )
+    hf = datasets.Dataset.from_dict(
+        {
+            "image": [None if b is None else {"bytes": b, "path": None} for b in images],
+            "audio": [None if b is None else {"bytes": b, "path": None} for b in audios],
+            "caption": [f"caption {k}" for k in range(n)],
+            "label": [k % 3 for k in range(n)],
+        },
+        features=features,
+    ).cast_column("audio", datasets.Audio(decode=False))
     result = ingest(hf, tmp_path / "hf.lance", quiet=True)
     assert result.written == n
     ds = open_dataset(tmp_path / "hf.lance")
@@ -329,23 +359,33 @@ def test_split_names_match_the_schema():
     from mmpt.store import schema, splits
 
     assert splits.SPLITS == schema.SPLITS
-    assert {splits.normalise_split(v) for v in ("Train", "VALIDATION", "dev", "testing")} == set(schema.SPLITS)
+    assert {splits.normalise_split(v) for v in ("Train", "VALIDATION", "dev", "testing")} == set(
+        schema.SPLITS
+    )
 
 
 def test_split_column_aliases_and_unknown_values(tmp_path):
     path = tmp_path / "s.csv"
-    pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["1", "2", "3", "4"],
-                  "split": ["training", "validation", "", "holdout"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "text": ["1", "2", "3", "4"],
+            "split": ["training", "validation", "", "holdout"],
+        }
+    ).to_csv(path, index=False)
     result = ingest(path, tmp_path / "s.lance", quiet=True)
     splits = result.dataset.lance.to_table(columns=["split"]).column(0).to_pylist()
     assert splits == ["train", "val", split_for_id("c")]
     assert [(r["id"], r["kind"]) for r in result.rejected] == [("d", "bad_split")]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "empty"),
-    ("id,text\n", "empty"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty"),
+        ("id,text\n", "empty"),
+    ],
+)
 def test_empty_sources_fail(tmp_path, content, message):
     path = tmp_path / "e.csv"
     path.write_text(content)

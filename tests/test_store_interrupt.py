@@ -30,8 +30,13 @@ SCRIPT = textwrap.dedent("""
 
 
 def interrupt_ingest(manifest, out, extra: list[str]) -> tuple[int, str]:
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(manifest), str(out), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(manifest), str(out), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     seen = 0
     deadline = time.monotonic() + 60
     while seen < 3 and time.monotonic() < deadline:

@@ -30,11 +30,13 @@ def fake_esc50(root: Path, missing: str | None = None) -> dict[str, bytes]:
     """Five clips in the official layout: audio/*.wav (44.1 kHz PCM16) and meta/esc50.csv."""
     (root / "audio").mkdir(parents=True)
     (root / "meta").mkdir()
-    rows = [("1-100032-A-0.wav", 1, 0, "dog", "True", 100032, "A"),
-            ("2-100038-A-14.wav", 2, 14, "chirping_birds", "False", 100038, "A"),
-            ("3-100210-A-36.wav", 3, 36, "vacuum_cleaner", "False", 100210, "A"),
-            ("4-102844-A-49.wav", 4, 49, "hand_saw", "False", 102844, "A"),
-            ("5-103415-A-2.wav", 5, 2, "pig", "False", 103415, "A")]
+    rows = [
+        ("1-100032-A-0.wav", 1, 0, "dog", "True", 100032, "A"),
+        ("2-100038-A-14.wav", 2, 14, "chirping_birds", "False", 100038, "A"),
+        ("3-100210-A-36.wav", 3, 36, "vacuum_cleaner", "False", 100210, "A"),
+        ("4-102844-A-49.wav", 4, 49, "hand_saw", "False", 102844, "A"),
+        ("5-103415-A-2.wav", 5, 2, "pig", "False", 103415, "A"),
+    ]
     written = {}
     for k, (name, *_rest) in enumerate(rows):
         if name == missing:
@@ -72,8 +74,20 @@ def test_esc50_recipe_manifest_ingests(tmp_path):
 def test_esc50_recipe_command_line_and_missing_clip(tmp_path):
     fake_esc50(tmp_path / "esc", missing="3-100210-A-36.wav")
     manifest = tmp_path / "m.csv"
-    proc = subprocess.run([sys.executable, str(RECIPES / "esc50.py"), str(tmp_path / "esc"), "--out", str(manifest),
-                           "--val-fold", "0"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RECIPES / "esc50.py"),
+            str(tmp_path / "esc"),
+            "--out",
+            str(manifest),
+            "--val-fold",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "5 rows (train 4, val 0, test 1); 1 audio files not found" in proc.stderr
     result = ingest(manifest, tmp_path / "e.lance", quiet=True)

@@ -48,10 +48,34 @@ def test_bad_grids_are_one_line_errors():
 
 def test_sweep_cli_runs_each_job_and_marks_the_best(source, demo_dataset, tmp_path):
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "mmpt", "sweep", "--from", str(source), "--data", str(demo_dataset.uri),
-           "--out", str(out), "--grid", "lr=1e-4,2e-3", "--grid", "freeze=text", "--max-steps", "3",
-           "--batch-size", "32", "--num-workers", "0", "--early-stop", "none", "--metric",
-           "zero_shot.audio.accuracy", "--set", "train.warmup_steps=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmpt",
+        "sweep",
+        "--from",
+        str(source),
+        "--data",
+        str(demo_dataset.uri),
+        "--out",
+        str(out),
+        "--grid",
+        "lr=1e-4,2e-3",
+        "--grid",
+        "freeze=text",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "32",
+        "--num-workers",
+        "0",
+        "--early-stop",
+        "none",
+        "--metric",
+        "zero_shot.audio.accuracy",
+        "--set",
+        "train.warmup_steps=1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
@@ -60,7 +84,10 @@ def test_sweep_cli_runs_each_job_and_marks_the_best(source, demo_dataset, tmp_pa
     assert results["best"] == max(values, key=values.get)
     for job in results["jobs"]:  # each job is a complete fine-tune run with the job's settings
         config = (out / job["name"] / "config.toml").read_text()
-        assert f"lr = {float(job['params']['lr'])}" in config and (out / job["name"] / "eval" / "final.json").is_file()
+        assert (
+            f"lr = {float(job['params']['lr'])}" in config
+            and (out / job["name"] / "eval" / "final.json").is_file()
+        )
     lines = proc.stdout.splitlines()
     best_line = next(line for line in lines if line.startswith("*"))
     assert results["best"] in best_line and f"best: {results['best']}" in proc.stdout
@@ -71,8 +98,13 @@ def test_sweep_jobs_as_processes_and_failures_recorded(source, demo_dataset, tmp
     from mmpt.train.finetune import resolve_finetune_config
     from mmpt.train.sweep import run_sweep
 
-    base = resolve_finetune_config(source=str(source), data=str(demo_dataset.uri), max_steps=2, batch_size=32,
-                                   overrides=["data.num_workers=0", "train.early_stop_metric=''"])
+    base = resolve_finetune_config(
+        source=str(source),
+        data=str(demo_dataset.uri),
+        max_steps=2,
+        batch_size=32,
+        overrides=["data.num_workers=0", "train.early_stop_metric=''"],
+    )
     jobs = plan_jobs(parse_grid(["freeze=none,image+text+audio+heads"]))
     results = run_sweep(base, tmp_path / "p", jobs, processes=True, echo=lambda s: None)
     ok, failed = results["jobs"]

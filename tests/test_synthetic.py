@@ -34,8 +34,9 @@ def test_datasets_built_twice_are_identical(tmp_path, demo_dataset):
 
 
 def test_rows_follow_the_contract(demo_dataset):
-    table = demo_dataset.lance.to_table(columns=["id", "text", "label", "split", "source", "image_sha256",
-                                                 "audio_sha256", "colour", "shape"]).to_pylist()
+    table = demo_dataset.lance.to_table(
+        columns=["id", "text", "label", "split", "source", "image_sha256", "audio_sha256", "colour", "shape"]
+    ).to_pylist()
     assert [r["id"] for r in table] == [f"demo-{i:06d}" for i in range(len(table))]
     for r in table:
         assert r["label"] == f"{r['colour']} {r['shape']}" and r["label"] in labels()
@@ -46,8 +47,10 @@ def test_rows_follow_the_contract(demo_dataset):
         if r["text"] is not None:
             assert r["colour"] in r["text"] and r["shape"] in r["text"]
     n = len(table)
-    missing = {m: sum(r[c] is None for r in table) / n
-               for m, c in (("image", "image_sha256"), ("audio", "audio_sha256"), ("text", "text"))}
+    missing = {
+        m: sum(r[c] is None for r in table) / n
+        for m, c in (("image", "image_sha256"), ("audio", "audio_sha256"), ("text", "text"))
+    }
     assert 0.01 < missing["image"] < 0.10 and 0.01 < missing["audio"] < 0.10 and 0.0 < missing["text"] < 0.07
     splits = [r["split"] for r in table]
     assert 0.7 < splits.count("train") / n < 0.9 and splits.count("val") > 10 and splits.count("test") > 10
@@ -83,7 +86,9 @@ def test_timbres_differ_between_shapes():
                 wave, rate = sf.read(io.BytesIO(row["audio"]), dtype="float32")
                 spectrum = np.abs(np.fft.rfft(wave))
                 f0 = np.argmax(spectrum[150:300]) + 150  # red is ~220 Hz; 1 bin = 1 Hz
-                return np.array([spectrum[k * f0 - 5:k * f0 + 6].max() for k in range(1, 6)]) / spectrum.max()
+                return (
+                    np.array([spectrum[k * f0 - 5 : k * f0 + 6].max() for k in range(1, 6)]) / spectrum.max()
+                )
         raise AssertionError(f"no red {shape} with audio")
 
     profiles = {shape: harmonic_profile(shape) for shape in SHAPES}

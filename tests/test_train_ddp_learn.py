@@ -23,10 +23,34 @@ def test_torchrun_two_processes_trains_and_evaluates(demo_dataset, tmp_path, run
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sep, flag = (run_flag[:-1], run_flag[-1])
     res = subprocess.run(
-        [torchrun, "--nproc_per_node=2", "-m", "mmpt", *sep, "pretrain", "--data", str(demo_dataset.uri),
-         flag, str(run), "--device", "cpu", "--max-steps", "6", "--batch-size", "8", "--num-workers", "0",
-         "--quiet", "--set", "train.log_every=1"],
-        capture_output=True, text=True, env=env, timeout=600)
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            "-m",
+            "mmpt",
+            *sep,
+            "pretrain",
+            "--data",
+            str(demo_dataset.uri),
+            flag,
+            str(run),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--quiet",
+            "--set",
+            "train.log_every=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     rd = RunDir(run)
     assert rd.status()["state"] == "finished"
@@ -41,9 +65,15 @@ def test_torchrun_two_processes_trains_and_evaluates(demo_dataset, tmp_path, run
 
 
 def test_tiny_pretraining_learns_far_above_chance(demo_dataset, tmp_path):
-    cfg = resolve_config(data=str(demo_dataset.uri), model="tiny", max_steps=120, batch_size=32, lr=2e-3,
-                         device="cpu", overrides=["train.warmup_steps=10", "train.log_every=20",
-                                                  "data.num_workers=0", "train.val_every=60"])
+    cfg = resolve_config(
+        data=str(demo_dataset.uri),
+        model="tiny",
+        max_steps=120,
+        batch_size=32,
+        lr=2e-3,
+        device="cpu",
+        overrides=["train.warmup_steps=10", "train.log_every=20", "data.num_workers=0", "train.val_every=60"],
+    )
     result = pretrain(cfg, tmp_path / "run", progress=False)
     report = json.loads((result.run.path / "eval" / "final.json").read_text())
     losses = [e["loss"] for e in result.run.metrics("train")]

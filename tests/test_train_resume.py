@@ -16,18 +16,45 @@ from mmpt.models.checkpoint import load_model
 from mmpt.runs import RunDir
 
 # Small and quick: 4 rows per batch, a checkpoint every 3 steps, every step logged, no final eval.
-BASE = ["--batch-size", "8", "--num-workers", "0", "--quiet", "--device", "cpu",
-        "--set", "train.ckpt_every=3", "--set", "train.log_every=1", "--set", "train.eval_after=false",
-        "--set", "train.val_every=4", "--set", "train.warmup_steps=2"]
-COMPARED = ("loss", "loss/image_text", "loss/audio_text", "loss/image_audio", "lr", "grad_norm",
-            "logit_scale/image_text", "logit_scale/audio_text", "logit_scale/image_audio",
-            "val_loss", "val_loss/image_text")
+BASE = [
+    "--batch-size",
+    "8",
+    "--num-workers",
+    "0",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--set",
+    "train.ckpt_every=3",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.eval_after=false",
+    "--set",
+    "train.val_every=4",
+    "--set",
+    "train.warmup_steps=2",
+]
+COMPARED = (
+    "loss",
+    "loss/image_text",
+    "loss/audio_text",
+    "loss/image_audio",
+    "lr",
+    "grad_norm",
+    "logit_scale/image_text",
+    "logit_scale/audio_text",
+    "logit_scale/image_audio",
+    "val_loss",
+    "val_loss/image_text",
+)
 
 
 def mmpt(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "mmpt", *args], capture_output=True, text=True, env=env,
-                          timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "mmpt", *args], capture_output=True, text=True, env=env, timeout=600, **kw
+    )
 
 
 def comparable(run: Path) -> list[tuple]:
@@ -52,8 +79,13 @@ def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float =
 
 def start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "mmpt", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mmpt", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_kill9_then_resume_logs_the_same_metrics_as_an_uninterrupted_run(demo_dataset, tmp_path):
@@ -79,8 +111,20 @@ def test_kill9_then_resume_logs_the_same_metrics_as_an_uninterrupted_run(demo_da
 
 def test_sigterm_writes_a_loadable_checkpoint_and_the_run_resumes(demo_dataset, tmp_path):
     run = tmp_path / "run"
-    proc = start(["pretrain", "--data", str(demo_dataset.uri), "--run", str(run), "--max-steps", "50",
-                  *BASE, "--set", "train.ckpt_every=1000"])
+    proc = start(
+        [
+            "pretrain",
+            "--data",
+            str(demo_dataset.uri),
+            "--run",
+            str(run),
+            "--max-steps",
+            "50",
+            *BASE,
+            "--set",
+            "train.ckpt_every=1000",
+        ]
+    )
     wait_for_step(run, 2, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
@@ -109,8 +153,19 @@ def test_sigterm_writes_a_loadable_checkpoint_and_the_run_resumes(demo_dataset, 
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(demo_dataset, tmp_path, extra, message):
-    args = ["pretrain", "--data", str(demo_dataset.uri), "--run", str(tmp_path / "r"), "--max-steps", "1",
-            "--num-workers", "0", "--quiet", *extra]
+    args = [
+        "pretrain",
+        "--data",
+        str(demo_dataset.uri),
+        "--run",
+        str(tmp_path / "r"),
+        "--max-steps",
+        "1",
+        "--num-workers",
+        "0",
+        "--quiet",
+        *extra,
+    ]
     if "--device" not in extra:
         args += ["--device", "cpu"]
     res = mmpt(*args)
@@ -127,8 +182,18 @@ def test_missing_modality_and_mismatched_resume_are_refused(demo_dataset, tmp_pa
     frame = demo_dataset.lance.to_table(columns=["id", "text", "label", "split"]).to_pandas().dropna()
     no_audio = tmp_path / "noaudio.lance"
     ingest(frame, out=no_audio, quiet=True)
-    res = mmpt("pretrain", "--data", str(no_audio), "--run", str(tmp_path / "r1"), "--max-steps", "1",
-               "--device", "cpu", "--quiet")
+    res = mmpt(
+        "pretrain",
+        "--data",
+        str(no_audio),
+        "--run",
+        str(tmp_path / "r1"),
+        "--max-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    )
     assert res.returncode != 0 and "has no " in res.stderr.splitlines()[-1], res.stderr
 
     run = tmp_path / "r2"

@@ -49,9 +49,12 @@ def test_warmup_then_cosine():
 
 
 def test_config_file_flags_and_overrides(tmp_path):
-    cfg = resolve_config(data="d.lance", model="tiny", lr=1e-3, overrides=["train.warmup_steps=7",
-                                                                           "data.num_workers=0",
-                                                                           "train.pair_weights.image-text=2.0"])
+    cfg = resolve_config(
+        data="d.lance",
+        model="tiny",
+        lr=1e-3,
+        overrides=["train.warmup_steps=7", "data.num_workers=0", "train.pair_weights.image-text=2.0"],
+    )
     path = tmp_path / "run.toml"
     save_config(cfg, path)
     again = load_config(path)
@@ -86,12 +89,21 @@ class _Diverging(torch.nn.Module):
 
 
 def test_non_finite_losses_are_skipped_then_stop_the_run(demo_dataset, tmp_path):
-    cfg = resolve_config(data=str(demo_dataset.uri), model="tiny", max_steps=20, batch_size=16, device="cpu",
-                         overrides=["data.num_workers=0", "train.max_bad_steps=3", "train.log_every=1"])
+    cfg = resolve_config(
+        data=str(demo_dataset.uri),
+        model="tiny",
+        max_steps=20,
+        batch_size=16,
+        device="cpu",
+        overrides=["data.num_workers=0", "train.max_bad_steps=3", "train.log_every=1"],
+    )
     model = _Diverging(build_model(cfg.model))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     run = RunDir.create(tmp_path / "run", cfg.to_dict())
-    with pytest.warns(UserWarning, match="non-finite"), pytest.raises(TrainingError, match="3 steps in a row"):
+    with (
+        pytest.warns(UserWarning, match="non-finite"),
+        pytest.raises(TrainingError, match="3 steps in a row"),
+    ):
         train(cfg, run, model=model, progress=False)
     assert run.status()["state"] == "failed" and "NaN" in run.status()["error"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # no update was applied

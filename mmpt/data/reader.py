@@ -73,8 +73,14 @@ class LanceBatchReader(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle the LanceDataset or the built transforms: workers rebuild them lazily.
-        return {**self.__dict__, "_ds": None, "_tokenizer": None, "_image_transform": None,
-                "_pil_steps": None, "_batch_normalize": None}
+        return {
+            **self.__dict__,
+            "_ds": None,
+            "_tokenizer": None,
+            "_image_transform": None,
+            "_pil_steps": None,
+            "_batch_normalize": None,
+        }
 
     @property
     def lance(self) -> lance.LanceDataset:
@@ -110,7 +116,9 @@ class LanceBatchReader(Dataset):
                 batch[modality], batch[key] = stack_with_mask(waves, (self.spec.clip_samples,), torch.float32)
                 continue
             transform, pil_steps, normalize = self._image_transforms()
-            if pil_steps is not None and normalize is not None:  # decode to uint8 arrays, normalise in one pass
+            if (
+                pil_steps is not None and normalize is not None
+            ):  # decode to uint8 arrays, normalise in one pass
                 pixels = self._decode_all(partial(self._pixels, pil_steps, normalize), *rows)
                 batch[modality], batch[key] = normalize(pixels, size)
             else:
@@ -181,7 +189,11 @@ class LanceBatchReader(Dataset):
             return transform(image)
 
     def _pixels(
-        self, pil_steps: Callable[[Image.Image], Image.Image], normalize: BatchNormalize, blob: bytes, seed: int | None
+        self,
+        pil_steps: Callable[[Image.Image], Image.Image],
+        normalize: BatchNormalize,
+        blob: bytes,
+        seed: int | None,
     ) -> np.ndarray:
         return normalize.as_pixels(self._image(pil_steps, blob, seed), self.spec.image_size)
 

@@ -85,7 +85,9 @@ class BatchNormalize:
         return pixels
 
 
-def split_batch_normalize(transform: ImageTransform) -> tuple[Callable[[Image.Image], Image.Image], BatchNormalize] | None:
+def split_batch_normalize(
+    transform: ImageTransform,
+) -> tuple[Callable[[Image.Image], Image.Image], BatchNormalize] | None:
     """open_clip's Compose(..., ToTensor, Normalize) as (its per-image PIL steps, the batch normalisation).
 
     None when the pipeline does not end that way (e.g. timm's, whose random erasing follows Normalize).
@@ -98,4 +100,6 @@ def split_batch_normalize(transform: ImageTransform) -> tuple[Callable[[Image.Im
     to_tensor, normalize = steps[-2], steps[-1]
     if not isinstance(to_tensor, ToTensor) or not isinstance(normalize, Normalize):
         return None
-    return Compose(steps[:-2]), BatchNormalize(tuple(map(float, normalize.mean)), tuple(map(float, normalize.std)))
+    return Compose(steps[:-2]), BatchNormalize(
+        tuple(map(float, normalize.mean)), tuple(map(float, normalize.std))
+    )

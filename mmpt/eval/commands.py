@@ -11,8 +11,12 @@ import click
 @click.option("--run", "run", required=True, help="Run directory or checkpoint folder to evaluate.")
 @click.option("--data", "data", help="Lance dataset (default: the one the run trained on).")
 @click.option("--split", default="test", show_default=True)
-@click.option("--prompt", default="a photo of a {label}", show_default=True,
-              help="Zero-shot prompt template; {label} is replaced by each label name.")
+@click.option(
+    "--prompt",
+    default="a photo of a {label}",
+    show_default=True,
+    help="Zero-shot prompt template; {label} is replaced by each label name.",
+)
 @click.option("--probe-split", default=None, help="Also fit a linear probe on this split (e.g. train).")
 @click.option("--compare", "compare_run", default=None, help="Another run to show side by side.")
 @click.option("--name", default=None, help="Report name under RUN/eval/ (default: the split).")
@@ -21,9 +25,20 @@ import click
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def eval_command(run: str, data: str | None, split: str, prompt: str, probe_split: str | None,
-                 compare_run: str | None, name: str | None, html: bool, device: str, batch_size: int,
-                 as_json: bool, quiet: bool) -> None:
+def eval_command(
+    run: str,
+    data: str | None,
+    split: str,
+    prompt: str,
+    probe_split: str | None,
+    compare_run: str | None,
+    name: str | None,
+    html: bool,
+    device: str,
+    batch_size: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Evaluate a run: zero-shot, retrieval, label match (and a linear probe) on a split."""
     from pathlib import Path
 
@@ -32,8 +47,17 @@ def eval_command(run: str, data: str | None, split: str, prompt: str, probe_spli
     from mmpt.eval.run import evaluate_run
 
     def evaluate(path: str, dataset: str | None) -> dict:
-        return evaluate_run(path, dataset, split, name=name, prompt=prompt, probe_split=probe_split, device=device,
-                            batch_size=batch_size, progress=not quiet)
+        return evaluate_run(
+            path,
+            dataset,
+            split,
+            name=name,
+            prompt=prompt,
+            probe_split=probe_split,
+            device=device,
+            batch_size=batch_size,
+            progress=not quiet,
+        )
 
     report = evaluate(run, data)
     comparison = None
@@ -49,8 +73,11 @@ def eval_command(run: str, data: str | None, split: str, prompt: str, probe_spli
         if not as_json:
             click.echo(f"HTML report: {path}")
     if as_json:
-        click.echo(json.dumps({**report, "comparison": comparison} if comparison else report, indent=2,
-                              default=float))
+        click.echo(
+            json.dumps(
+                {**report, "comparison": comparison} if comparison else report, indent=2, default=float
+            )
+        )
         return
     click.echo(format_report(report))
     if comparison:

@@ -76,8 +76,13 @@ def evaluate_model(
             model, dataset, probe_split, batch_size=batch_size, device=dev, progress=progress
         )
         probe = {m: (e.ids, e.labels, e.vectors) for m, e in train_embs.items() if len(e.ids)}
-    return evaluate_embeddings(as_tuples, text_fn, probe, prompt=prompt,
-                               meta={"dataset": str(dataset.uri), "version": dataset.version, "split": split})
+    return evaluate_embeddings(
+        as_tuples,
+        text_fn,
+        probe,
+        prompt=prompt,
+        meta={"dataset": str(dataset.uri), "version": dataset.version, "split": split},
+    )
 
 
 def evaluate_run(

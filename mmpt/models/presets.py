@@ -15,12 +15,23 @@ PRESETS: tuple[str, ...] = ("tiny", "small", "base")
 # 128 mel bands need a finer FFT grid than 201 bins (else the lowest filters are empty): the 25 ms
 # window is zero-padded to n_fft=1024.
 def _small_audio() -> AudioConfig:
-    return AudioConfig(clip_seconds=5.0, n_mels=128, n_fft=1024, time_mask=50, freq_mask=24, width=384, depth=12, heads=6)
+    return AudioConfig(
+        clip_seconds=5.0, n_mels=128, n_fft=1024, time_mask=50, freq_mask=24, width=384, depth=12, heads=6
+    )
 
 
 def _base_audio() -> AudioConfig:
-    return AudioConfig(clip_seconds=10.0, n_mels=128, n_fft=1024, time_mask=100, freq_mask=24, width=768, depth=12,
-                       heads=12, drop_path=0.1)
+    return AudioConfig(
+        clip_seconds=10.0,
+        n_mels=128,
+        n_fft=1024,
+        time_mask=100,
+        freq_mask=24,
+        width=768,
+        depth=12,
+        heads=12,
+        drop_path=0.1,
+    )
 
 
 def preset_config(name: str) -> ModelConfig:

@@ -35,9 +35,11 @@ def load_tensors(path: str | Path, *, strip_prefix: str = "module.") -> dict[str
     elif path.suffix in TORCH_SUFFIXES:
         tensors = _load_torch(path)
     else:
-        raise ConfigError(f"cannot load {path}: expected a {', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)} file")
+        raise ConfigError(
+            f"cannot load {path}: expected a {', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)} file"
+        )
     if strip_prefix and tensors and all(k.startswith(strip_prefix) for k in tensors):
-        tensors = {k[len(strip_prefix):]: v for k, v in tensors.items()}
+        tensors = {k[len(strip_prefix) :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -57,8 +59,10 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # the weights_only unpickler met a global it will not import
-        reason = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                      str(e).splitlines()[0] if str(e) else "unsupported content")
+        reason = next(
+            (line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+            str(e).splitlines()[0] if str(e) else "unsupported content",
+        )
         raise ConfigError(
             f"refusing to load {path}: it contains pickled code ({reason}); only safetensors or tensor-only "
             "checkpoints are loaded"
@@ -78,12 +82,19 @@ def _tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
                 return dict(inner)
         if obj and all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
             return dict(obj)
-    raise ConfigError(f"{path} holds no state dict of tensors (a dict of name -> tensor, possibly under "
-                      f"{' or '.join(repr(k) for k in WRAPPER_KEYS)})")
+    raise ConfigError(
+        f"{path} holds no state dict of tensors (a dict of name -> tensor, possibly under "
+        f"{' or '.join(repr(k) for k in WRAPPER_KEYS)})"
+    )
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, *,
-              may_miss: tuple[str, ...] = ()) -> set[str]:
+def load_into(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str | Path,
+    *,
+    may_miss: tuple[str, ...] = (),
+) -> set[str]:
     """Copy `state` into `model` in place; returns the names loaded.
 
     Every tensor must exist in the model with the same shape, and every model tensor must be given unless
@@ -91,15 +102,24 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: st
     ConfigError names the offending tensors.
     """
     expected = model.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}" for k, v in state.items()
-             if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    wrong = [
+        f"{k} {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
     if wrong:
         raise ConfigError(f"weights in {source} do not fit the model config: shapes differ for {_few(wrong)}")
     unexpected = [k for k in state if k not in expected]
     missing = [k for k in expected if k not in state and not k.startswith(may_miss)]
     if unexpected or missing:
-        detail = "; ".join(s for s in (f"missing {_few(missing)}" if missing else "",
-                                       f"unexpected {_few(unexpected)}" if unexpected else "") if s)
+        detail = "; ".join(
+            s
+            for s in (
+                f"missing {_few(missing)}" if missing else "",
+                f"unexpected {_few(unexpected)}" if unexpected else "",
+            )
+            if s
+        )
         raise ConfigError(f"weights in {source} do not fit the model config: {detail}")
     with torch.no_grad():
         for k, v in state.items():

@@ -49,6 +49,19 @@ def _scatter_frame(points: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _square_domains(
+    frame: pd.DataFrame, pad: float = 0.06
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x and y scale domains of equal span around the points, padded: the map keeps the layout's aspect ratio
+    (jscatter would stretch x and y to [-1, 1] each) and no point is cut by the canvas edge."""
+    x, y = frame["x"].to_numpy(float), frame["y"].to_numpy(float)
+    if not len(x):
+        return (-1.0, 1.0), (-1.0, 1.0)
+    cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
+    half = max(x.max() - x.min(), y.max() - y.min()) / 2 * (1 + pad) or 1.0
+    return (float(cx - half), float(cx + half)), (float(cy - half), float(cy + half))
+
+
 class ExplorerPanel:
     """A notebook view of an Explorer session: scatter, hover card, selection grid, neighbours, search, export.
 
@@ -92,10 +105,13 @@ class ExplorerPanel:
             hover = "audio" if "audio" in self._row_media() else "image"
         self.hover_type = hover
 
+        x_scale, y_scale = _square_domains(self.frame)
         self.scatter = jscatter.Scatter(
             data=self.frame,
             x="x",
             y="y",
+            x_scale=x_scale,
+            y_scale=y_scale,
             width=width,
             height=height,
             legend=True,
@@ -144,7 +160,7 @@ class ExplorerPanel:
         self.link_w.observe(lambda c: self.link(c["new"]), names="value")
         self.lasso_w = W.ToggleButton(
             value=False, description="lasso", tooltip="drag to select (else pan/zoom)"
-        )
+        ).add_class("mmpt-lasso")
         self.lasso_w.observe(lambda c: self.scatter.mouse("lasso" if c["new"] else "panZoom"), names="value")
         self.clear_w = W.Button(description="clear selection")
         self.clear_w.on_click(lambda _: self.selection([]))
@@ -184,7 +200,9 @@ class ExplorerPanel:
         tabs.set_title(0, "selection")
         tabs.set_title(1, "neighbours")
         self.tabs = tabs
-        main = W.HBox([W.Box([widget], layout=W.Layout(width=f"{width + 4}px")), self.hover_w])
+        # the scatter's box takes its content's width (jscatter's toolbar + the canvas): a fixed width squeezed
+        # the canvas under the toolbar and the hover card
+        main = W.HBox([W.Box([widget], layout=W.Layout(flex="0 0 auto")), self.hover_w])
         self.widget = W.VBox([tools, find, main, self.status_w, tabs]).add_class("mmpt-explorer-panel")
         self._status(f"{len(self.frame):,} points · {', '.join(sorted(modalities))} · layout {method}")
         self._render_selection()
@@ -300,7 +318,8 @@ class ExplorerPanel:
         """A layout is ready (maybe in a worker thread): move the points there."""
         coords = self.explorer.coordinates(method)
         self.frame["x"], self.frame["y"] = coords[:, 0], coords[:, 1]
-        self.scatter.xy(x="x", y="y")
+        x_scale, y_scale = _square_domains(self.frame)
+        self.scatter.xy(x="x", y="y", x_scale=x_scale, y_scale=y_scale)
         self._status(f"{len(self.frame):,} points · layout {method}")
 
     def _on_layout_progress(self, fraction: float, message: str = "") -> None:

@@ -18,34 +18,83 @@ from mmpt.errors import DataError
 @click.option("--audio-col", help="Column holding audio paths/URIs/bytes (default: audio or audio_path).")
 @click.option("--label-col", help="Column holding the class label (default: label).")
 @click.option("--split-col", help="Column holding train/val/test (default: split; else hashed from the id).")
-@click.option("--split-ratios", default="0.8,0.1,0.1", show_default=True,
-              help="train,val,test ratios for rows without a split.")
-@click.option("--append", is_flag=True, help="Add rows to an existing dataset as a new version (created if missing).")
+@click.option(
+    "--split-ratios",
+    default="0.8,0.1,0.1",
+    show_default=True,
+    help="train,val,test ratios for rows without a split.",
+)
+@click.option(
+    "--append", is_flag=True, help="Add rows to an existing dataset as a new version (created if missing)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace the rows of an existing dataset (a new version).")
 @click.option("--strict", is_flag=True, help="Fail on the first bad row and write nothing.")
 @click.option("--workers", type=click.IntRange(min=0), help="Validation processes (default: all cores).")
-@click.option("--batch-rows", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Rows per validation task and write batch.")
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Rows per validation task and write batch.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON instead of a summary.")
-def ingest_command(source: str, out: str, id_col: str | None, text_col: str | None, image_col: str | None,
-                   audio_col: str | None, label_col: str | None, split_col: str | None, split_ratios: str,
-                   append: bool, overwrite: bool, strict: bool, workers: int | None, batch_rows: int,
-                   quiet: bool, as_json: bool) -> None:
+def ingest_command(
+    source: str,
+    out: str,
+    id_col: str | None,
+    text_col: str | None,
+    image_col: str | None,
+    audio_col: str | None,
+    label_col: str | None,
+    split_col: str | None,
+    split_ratios: str,
+    append: bool,
+    overwrite: bool,
+    strict: bool,
+    workers: int | None,
+    batch_rows: int,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Turn a manifest (CSV, TSV, JSONL, Parquet) or a folder tree into an mmpt Lance dataset.
 
     Bad rows are skipped and listed with their reason in <out>.report.json (corpus.lance -> corpus.report.json).
     """
     from mmpt.store.ingest import ingest
 
-    result = ingest(source, out, id_col=id_col, text_col=text_col, image_col=image_col, audio_col=audio_col,
-                    label_col=label_col, split_col=split_col, split_ratios=split_ratios, append=append,
-                    overwrite=overwrite, strict=strict, workers=workers, batch_rows=batch_rows, quiet=quiet)
+    result = ingest(
+        source,
+        out,
+        id_col=id_col,
+        text_col=text_col,
+        image_col=image_col,
+        audio_col=audio_col,
+        label_col=label_col,
+        split_col=split_col,
+        split_ratios=split_ratios,
+        append=append,
+        overwrite=overwrite,
+        strict=strict,
+        workers=workers,
+        batch_rows=batch_rows,
+        quiet=quiet,
+    )
     if as_json:
-        click.echo(json.dumps({"dataset": result.dataset.uri, "version": result.dataset.version,
-                               "read": result.read, "written": result.written, "rejected": len(result.rejected),
-                               "seconds": round(result.seconds, 3), "rows_per_s": round(result.rows_per_second, 1),
-                               "report": result.report_path}))
+        click.echo(
+            json.dumps(
+                {
+                    "dataset": result.dataset.uri,
+                    "version": result.dataset.version,
+                    "read": result.read,
+                    "written": result.written,
+                    "rejected": len(result.rejected),
+                    "seconds": round(result.seconds, 3),
+                    "rows_per_s": round(result.rows_per_second, 1),
+                    "report": result.report_path,
+                }
+            )
+        )
     else:
         click.echo(result.summary())
 

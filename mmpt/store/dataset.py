@@ -21,8 +21,9 @@ def _fatal(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit)
 
 
-def open_lance(uri: str | Path, version: int | str | None = None,
-               storage_options: dict[str, str] | None = None) -> lance.LanceDataset:
+def open_lance(
+    uri: str | Path, version: int | str | None = None, storage_options: dict[str, str] | None = None
+) -> lance.LanceDataset:
     """`lance.dataset(uri)` with every failure (missing path, not Lance, corrupt manifest) as one-line DataError."""
     uri = str(uri)
     if "://" not in uri:
@@ -116,7 +117,9 @@ class MmptDataset:
     def read_blobs(self, modality: str, indices: Any) -> list[bytes | None]:
         """Original encoded bytes of one blob modality for rows at these positions, in the given order."""
         if modality not in BLOB_MODALITIES:
-            raise DataError(f"{modality!r} is not a blob column; expected one of {', '.join(BLOB_MODALITIES)}")
+            raise DataError(
+                f"{modality!r} is not a blob column; expected one of {', '.join(BLOB_MODALITIES)}"
+            )
         positions = [int(i) for i in indices]
         if not positions:
             return []
@@ -134,8 +137,10 @@ class MmptDataset:
 
         blobs = self.read_blobs(modality, indices)
         digests = self.take(indices, columns=[sha_column(modality)]).column(0).to_pylist()
-        return [b is None and d is None or (b is not None and sha256_hex(b) == d) for b, d in zip(blobs, digests,
-                                                                                                strict=True)]
+        return [
+            b is None and d is None or (b is not None and sha256_hex(b) == d)
+            for b, d in zip(blobs, digests, strict=True)
+        ]
 
     def stats(self) -> dict[str, Any]:
         """The figures `mmpt data info --json` prints (rows, modalities, combinations, splits, labels, ...)."""
@@ -171,7 +176,8 @@ class MmptDataset:
         return pc.is_null(values).to_numpy(zero_copy_only=False)
 
 
-def open_dataset(uri: str | Path, version: int | str | None = None,
-                 storage_options: dict[str, str] | None = None) -> MmptDataset:
+def open_dataset(
+    uri: str | Path, version: int | str | None = None, storage_options: dict[str, str] | None = None
+) -> MmptDataset:
     """Open an mmpt Lance dataset (local path or object-store URI), optionally at a version or tag."""
     return MmptDataset(open_lance(uri, version, storage_options), str(uri), storage_options)

@@ -48,7 +48,9 @@ def dataset_stats(ds: MmptDataset) -> dict[str, Any]:
                 for item in counts:
                     counter[item["values"].as_py()] += item["counts"].as_py()
 
-    modalities = {m: int(sum(n for code, n in enumerate(combos) if code >> i & 1)) for i, m in enumerate(MODALITIES)}
+    modalities = {
+        m: int(sum(n for code, n in enumerate(combos) if code >> i & 1)) for i, m in enumerate(MODALITIES)
+    }
     combinations = {
         "+".join(m for i, m in enumerate(MODALITIES) if code >> i & 1) or "none": int(n)
         for code, n in sorted(enumerate(combos), key=lambda item: -item[1])
@@ -125,17 +127,25 @@ def _size_bytes(ds: MmptDataset) -> int:
 
 def format_stats(stats: dict[str, Any], max_labels: int = 20) -> str:
     """The human-readable `data info` table."""
-    lines = [f"dataset   {stats['uri']}  (version {stats['version']}, {_human(stats['size_bytes'])} on disk)",
-             f"rows      {stats['rows']:,}"]
+    lines = [
+        f"dataset   {stats['uri']}  (version {stats['version']}, {_human(stats['size_bytes'])} on disk)",
+        f"rows      {stats['rows']:,}",
+    ]
     rows = max(stats["rows"], 1)
-    lines.append("modality  " + "   ".join(f"{m} {n:,} ({100 * n / rows:.0f}%)" for m, n in stats["modalities"].items()))
+    lines.append(
+        "modality  "
+        + "   ".join(f"{m} {n:,} ({100 * n / rows:.0f}%)" for m, n in stats["modalities"].items())
+    )
     lines.append("combos    " + "   ".join(f"{k} {n:,}" for k, n in stats["combinations"].items()))
     lines.append("splits    " + "   ".join(f"{k} {n:,}" for k, n in stats["splits"].items()))
     labels = list(stats["labels"].items())
     shown = "   ".join(f"{k} {n:,}" for k, n in labels[:max_labels])
     more = f"   ... {len(labels) - max_labels} more" if len(labels) > max_labels else ""
-    lines.append(f"labels    {len(labels)} distinct" + (f": {shown}{more}" if labels else "")
-                 + (f"   (unlabelled {stats['unlabelled']:,})" if stats["unlabelled"] else ""))
+    lines.append(
+        f"labels    {len(labels)} distinct"
+        + (f": {shown}{more}" if labels else "")
+        + (f"   (unlabelled {stats['unlabelled']:,})" if stats["unlabelled"] else "")
+    )
     if stats["metadata_columns"]:
         lines.append("metadata  " + ", ".join(f"{k} ({v})" for k, v in stats["metadata_columns"].items()))
     if stats["embedding_columns"]:

@@ -50,11 +50,15 @@ class IngestResult:
 
     def summary(self, limit: int | None = 5) -> str:
         """The on-screen summary: counts, rejections by kind, the first `limit` rejected rows (None: all), the report."""
-        lines = [f"ingested {self.written:,} of {self.read:,} rows into {self.dataset.uri} "
-                 f"(version {self.dataset.version}) in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s)"]
+        lines = [
+            f"ingested {self.written:,} of {self.read:,} rows into {self.dataset.uri} "
+            f"(version {self.dataset.version}) in {self.seconds:.1f} s ({self.rows_per_second:,.0f} rows/s)"
+        ]
         if self.rejected:
             kinds = Counter(r["kind"] for r in self.rejected)
-            lines.append(f"rejected {len(self.rejected):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common()))
+            lines.append(
+                f"rejected {len(self.rejected):,}: " + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common())
+            )
             shown = self.rejected if limit is None else self.rejected[:limit]
             for item in shown:
                 lines.append(f"  {rejection_line(item)}")
@@ -99,7 +103,9 @@ def ingest(
     if append and overwrite:
         raise DataError("choose either append or overwrite, not both")
     ratios = parse_ratios(split_ratios)
-    columns = ColumnNames(id=id_col, text=text_col, image=image_col, audio=audio_col, label=label_col, split=split_col)
+    columns = ColumnNames(
+        id=id_col, text=text_col, image=image_col, audio=audio_col, label=label_col, split=split_col
+    )
     src = open_source(source, columns, storage_options)
     out = str(out)
     mode, schema, existing_ids = _plan(out, src, append, overwrite, storage_options)
@@ -130,9 +136,15 @@ def ingest(
             good = []
             for result in results:
                 if "rejected" in result:
-                    item = {"row": result["row"], "id": result["id"], "source": result["source"],
-                            "modality": result.get("modality"), "file": result.get("file"),
-                            "kind": result["rejected"], "reason": result["reason"]}
+                    item = {
+                        "row": result["row"],
+                        "id": result["id"],
+                        "source": result["source"],
+                        "modality": result.get("modality"),
+                        "file": result.get("file"),
+                        "kind": result["rejected"],
+                        "reason": result["reason"],
+                    }
                     if strict:
                         raise DataError(f"{rejection_line(item)} (--strict: nothing written)")
                     rejected.append(item)
@@ -153,23 +165,34 @@ def ingest(
     except _AllRejected:
         result_report = _report(src, out, mode, None, counts, rejected, time.perf_counter() - started)
         _write_report(report_path, result_report, storage_options)
-        raise DataError(f"no valid rows: all {counts['read']:,} rows were rejected; see {report_path}") from None
+        raise DataError(
+            f"no valid rows: all {counts['read']:,} rows were rejected; see {report_path}"
+        ) from None
     finally:
         progress.close()
 
     dataset = MmptDataset(lance_ds, out, storage_options)
     seconds = time.perf_counter() - started
-    _write_report(report_path, _report(src, out, mode, dataset.version, counts, rejected, seconds), storage_options)
-    return IngestResult(dataset=dataset, read=counts["read"], written=counts["written"], rejected=rejected,
-                        report_path=report_path, seconds=seconds)
+    _write_report(
+        report_path, _report(src, out, mode, dataset.version, counts, rejected, seconds), storage_options
+    )
+    return IngestResult(
+        dataset=dataset,
+        read=counts["read"],
+        written=counts["written"],
+        rejected=rejected,
+        report_path=report_path,
+        seconds=seconds,
+    )
 
 
 class _AllRejected(Exception):
     """Every row was bad: abort the write (nothing to commit) but still write the report."""
 
 
-def _plan(out: str, src: Source, append: bool, overwrite: bool,
-          storage_options: dict[str, str] | None) -> tuple[str, pa.Schema, set[str]]:
+def _plan(
+    out: str, src: Source, append: bool, overwrite: bool, storage_options: dict[str, str] | None
+) -> tuple[str, pa.Schema, set[str]]:
     if not _exists(out, storage_options):
         return "create", base_schema(src.metadata), set()  # --append to a missing dataset creates it
     current = open_lance(out, storage_options=storage_options)  # refuses a path that is not Lance
@@ -199,7 +222,9 @@ def _check_unique(row: dict[str, Any], seen: dict[str, int], existing: set[str],
     if row_id is None:
         return
     if row_id in seen:
-        raise DataError(f"duplicate id {row_id!r} in rows {seen[row_id]} and {row['row']}; ids must be unique")
+        raise DataError(
+            f"duplicate id {row_id!r} in rows {seen[row_id]} and {row['row']}; ids must be unique"
+        )
     if row_id in existing:
         raise DataError(f"id {row_id!r} (row {row['row']}) is already in {out}; ids must be unique")
     seen[row_id] = row["row"]
@@ -208,12 +233,26 @@ def _check_unique(row: dict[str, Any], seen: dict[str, int], existing: set[str],
 def _progress(src: Source, quiet: bool) -> tqdm:
     from tqdm.auto import tqdm
 
-    return tqdm(total=src.total, unit="rows", desc=f"ingest {src.name}", disable=quiet, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+    return tqdm(
+        total=src.total,
+        unit="rows",
+        desc=f"ingest {src.name}",
+        disable=quiet,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
 
-def _report(src: Source, out: str, mode: str, version: int | None, counts: dict[str, int],
-            rejected: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+def _report(
+    src: Source,
+    out: str,
+    mode: str,
+    version: int | None,
+    counts: dict[str, int],
+    rejected: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
     return {
         "source": src.name,
         "dataset": out,
@@ -237,4 +276,3 @@ def _write_report(path: str, report: dict[str, Any], storage_options: dict[str, 
     filesystem, where = fs.FileSystem.from_uri(path)
     with filesystem.open_output_stream(where) as stream:
         stream.write(text.encode("utf-8"))
-

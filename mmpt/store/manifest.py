@@ -20,12 +20,23 @@ from mmpt.store.splits import normalise_split
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
 TEXT_EXTS = (".txt",)
-MANIFEST_KINDS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-                  ".parquet": "parquet", ".pq": "parquet"}
+MANIFEST_KINDS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 # Column looked up when no name is given for a role; the first one present is used.
 DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
-    "id": ("id",), "text": ("text", "caption"), "image": ("image", "image_path"),
-    "audio": ("audio", "audio_path"), "label": ("label",), "split": ("split",),
+    "id": ("id",),
+    "text": ("text", "caption"),
+    "image": ("image", "image_path"),
+    "audio": ("audio", "audio_path"),
+    "label": ("label",),
+    "split": ("split",),
 }
 
 
@@ -51,18 +62,21 @@ class Source:
     chunks: Callable[[int], Iterator[list[dict[str, Any]]]]
 
 
-def open_source(source: Any, columns: ColumnNames = ColumnNames(),
-                storage_options: dict[str, str] | None = None) -> Source:
+def open_source(
+    source: Any, columns: ColumnNames = ColumnNames(), storage_options: dict[str, str] | None = None
+) -> Source:
     """Dispatch on what `source` is: DataFrame, HF Dataset, folder, or manifest file/URI."""
     if _is_dataframe(source):
         return dataframe_source(source, columns)
     if _is_hf_dataset(source):
         return hf_source(source, columns)
     if not isinstance(source, str | os.PathLike):
-        raise DataError(f"cannot ingest a {type(source).__name__}; give a path, a DataFrame or a datasets.Dataset")
+        raise DataError(
+            f"cannot ingest a {type(source).__name__}; give a path, a DataFrame or a datasets.Dataset"
+        )
     text = os.fspath(source)
     if "://" not in text or text.startswith("file://"):
-        path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
+        path = Path(text[len("file://") :] if text.startswith("file://") else text).expanduser()
         if not path.exists():
             raise DataError(f"source not found: {text}")
         if path.is_dir():
@@ -75,12 +89,15 @@ def open_source(source: Any, columns: ColumnNames = ColumnNames(),
 
 # --- manifests ---------------------------------------------------------------------------------------
 
+
 def manifest_source(uri: str, columns: ColumnNames, storage_options: dict[str, str] | None) -> Source:
     """A CSV/TSV, JSON-lines or Parquet manifest; media paths resolve against the manifest's folder."""
     suffix = Path(uri.split("?")[0]).suffix.lower()
     kind = MANIFEST_KINDS.get(suffix)
     if kind is None:
-        raise DataError(f"unsupported manifest type {suffix or '(none)'} for {uri}; use .csv, .tsv, .jsonl or .parquet")
+        raise DataError(
+            f"unsupported manifest type {suffix or '(none)'} for {uri}; use .csv, .tsv, .jsonl or .parquet"
+        )
     local = "://" not in uri
     base = str(Path(uri).resolve().parent) if local else uri.rsplit("/", 1)[0]
 
@@ -158,6 +175,7 @@ def _is_numeric(dtype: pa.DataType) -> bool:
 
 
 # --- tables (manifests, DataFrames, HF datasets) ----------------------------------------------------
+
 
 def _resolve_roles(available: list[str], columns: ColumnNames) -> dict[str, str]:
     roles: dict[str, str] = {}
@@ -240,17 +258,25 @@ def _ref(value: Any, base: str | None) -> Any:
     return os.path.normpath(os.path.join(base, value))
 
 
-def _table_source(name: str, schema: pa.Schema, batches: Callable[[int], Iterator[Any]], columns: ColumnNames,
-                  base: str | None, total: int | None, id_prefix: str,
-                  label_names: list[str] | None = None) -> Source:
+def _table_source(
+    name: str,
+    schema: pa.Schema,
+    batches: Callable[[int], Iterator[Any]],
+    columns: ColumnNames,
+    base: str | None,
+    total: int | None,
+    id_prefix: str,
+    label_names: list[str] | None = None,
+) -> Source:
     available = list(schema.names)
     roles = _resolve_roles(available, columns)
     used = set(roles.values())
-    metadata = {
-        _metadata_name(f.name): _metadata_type(f.type) for f in schema if f.name not in used
-    }
-    meta_columns = [(f.name, _metadata_name(f.name), metadata[_metadata_name(f.name)]) for f in schema
-                    if f.name not in used]
+    metadata = {_metadata_name(f.name): _metadata_type(f.type) for f in schema if f.name not in used}
+    meta_columns = [
+        (f.name, _metadata_name(f.name), metadata[_metadata_name(f.name)])
+        for f in schema
+        if f.name not in used
+    ]
 
     def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
         row = 0
@@ -269,17 +295,23 @@ def _table_source(name: str, schema: pa.Schema, batches: Callable[[int], Iterato
                 if isinstance(text, float) and math.isnan(text):
                     text = None
                 split = role_values["split"][k] if "split" in roles else None
-                out.append({
-                    "row": row + k,
-                    "id": _id_text(role_values["id"][k]) if "id" in roles else f"{id_prefix}-{row + k:06d}",
-                    "text": text,
-                    "image": image,
-                    "audio": audio,
-                    "label": _id_text(label),
-                    "split": None if split is None or (isinstance(split, float) and math.isnan(split)) else str(split),
-                    "source": _source_text(image, audio, f"{name}#{row + k}"),
-                    "meta": {new: _coerce(data[old][k], dtype) for old, new, dtype in meta_columns},
-                })
+                out.append(
+                    {
+                        "row": row + k,
+                        "id": _id_text(role_values["id"][k])
+                        if "id" in roles
+                        else f"{id_prefix}-{row + k:06d}",
+                        "text": text,
+                        "image": image,
+                        "audio": audio,
+                        "label": _id_text(label),
+                        "split": None
+                        if split is None or (isinstance(split, float) and math.isnan(split))
+                        else str(split),
+                        "source": _source_text(image, audio, f"{name}#{row + k}"),
+                        "meta": {new: _coerce(data[old][k], dtype) for old, new, dtype in meta_columns},
+                    }
+                )
             row += n
             yield out
 
@@ -316,16 +348,22 @@ def dataframe_source(df: Any, columns: ColumnNames = ColumnNames()) -> Source:
             types.append(pa.field(name, pa.string()))
             continue
         try:
-            types.append(pa.field(name, pa.Schema.from_pandas(df[[name]], preserve_index=False).field(name).type))
+            types.append(
+                pa.field(name, pa.Schema.from_pandas(df[[name]], preserve_index=False).field(name).type)
+            )
         except (pa.ArrowException, TypeError, ValueError):
             types.append(pa.field(name, pa.string()))
 
     def batches(size: int) -> Iterator[dict[str, list[Any]]]:
         for start in range(0, len(df), size):
-            chunk = df.iloc[start:start + size]
-            yield {name: chunk[name].astype(object).where(chunk[name].notna(), None).tolist() for name in names}
+            chunk = df.iloc[start : start + size]
+            yield {
+                name: chunk[name].astype(object).where(chunk[name].notna(), None).tolist() for name in names
+            }
 
-    return _table_source("dataframe", pa.schema(types), batches, columns, os.getcwd(), len(df), id_prefix="row")
+    return _table_source(
+        "dataframe", pa.schema(types), batches, columns, os.getcwd(), len(df), id_prefix="row"
+    )
 
 
 def hf_source(dataset: Any, columns: ColumnNames = ColumnNames()) -> Source:
@@ -341,11 +379,13 @@ def hf_source(dataset: Any, columns: ColumnNames = ColumnNames()) -> Source:
         yield from dataset.with_format("arrow").iter(batch_size=size)
 
     name = getattr(dataset.info, "dataset_name", None) or "dataset"
-    return _table_source(name, schema, batches, columns, os.getcwd(), len(dataset), id_prefix="row",
-                         label_names=label_names)
+    return _table_source(
+        name, schema, batches, columns, os.getcwd(), len(dataset), id_prefix="row", label_names=label_names
+    )
 
 
 # --- folder trees ------------------------------------------------------------------------------------
+
 
 def folder_source(root: Path) -> Source:
     """A folder tree: files sharing a stem in one folder form a row (image, audio, .txt caption); the label is
@@ -394,8 +434,12 @@ def _group(folder: Path, rel: Path, names: list[str], split_layout: bool) -> dic
     split = parts[0] if split_layout and parts else None
     label_parts = parts[1:] if split_layout else parts
     return {
-        "text": None, "text_path": text_path, "image": image, "audio": audio,
-        "label": label_parts[0] if label_parts else None, "split": split,
+        "text": None,
+        "text_path": text_path,
+        "image": image,
+        "audio": audio,
+        "label": label_parts[0] if label_parts else None,
+        "split": split,
         "source": image or audio or text_path or str(folder / names[0]),
         "meta": {},
     }

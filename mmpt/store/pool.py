@@ -49,15 +49,18 @@ def _main_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
-def ordered_map(fn: Callable[[T], R], tasks: Iterable[T], workers: int, in_flight: int | None = None) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R], tasks: Iterable[T], workers: int, in_flight: int | None = None
+) -> Iterator[R]:
     """fn over tasks in `workers` spawned processes (in-process when workers <= 1), yielded in task order."""
     if workers <= 1:
         for task in tasks:
             yield fn(task)
         return
     limit = in_flight or 2 * workers
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+    )
     pending: deque[Future[Any]] = deque()
     try:
         with _main_hidden():

@@ -70,8 +70,10 @@ def preview_html(ds: MmptDataset, n: int = 8, split: str | None = None) -> Previ
     names = ds.schema.names
     columns = [c for c in (ID, TEXT, LABEL, SPLIT) if c in names]
     table = ds.take(positions, columns=columns).to_pylist() if len(positions) else []
-    blobs = {m: ds.read_blobs(m, positions) if m in names and len(positions) else [None] * len(positions)
-             for m in ("image", "audio")}
+    blobs = {
+        m: ds.read_blobs(m, positions) if m in names and len(positions) else [None] * len(positions)
+        for m in ("image", "audio")
+    }
     cells = []
     for k, row in enumerate(table):
         image, audio = blobs["image"][k], blobs["audio"][k]
@@ -86,7 +88,9 @@ def preview_html(ds: MmptDataset, n: int = 8, split: str | None = None) -> Previ
             "</tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("id", "image", "audio", "text", "label", "split"))
-    caption = f"{html.escape(ds.uri)} &middot; version {ds.version} &middot; first {len(table)} of {len(ds):,} rows"
+    caption = (
+        f"{html.escape(ds.uri)} &middot; version {ds.version} &middot; first {len(table)} of {len(ds):,} rows"
+    )
     if split:
         caption += f" in {html.escape(split)}"
     return PreviewHTML(

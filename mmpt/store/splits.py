@@ -15,9 +15,15 @@ DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 # Spellings of a split accepted in manifests, mapped to the canonical train/val/test.
 ALIASES: dict[str, str] = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test", "eval": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
 }
 
 
@@ -33,7 +39,9 @@ def parse_ratios(ratios: str | Sequence[float] | None) -> tuple[float, float, fl
     else:
         values = [float(v) for v in ratios]
     if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
-        raise DataError(f"split ratios must be three non-negative numbers with a positive sum, got {ratios!r}")
+        raise DataError(
+            f"split ratios must be three non-negative numbers with a positive sum, got {ratios!r}"
+        )
     total = sum(values)
     return (values[0] / total, values[1] / total, values[2] / total)
 

@@ -118,8 +118,14 @@ def demo_schema() -> pa.Schema:
     return base_schema({"colour": pa.string(), "shape": pa.string()})
 
 
-def make_demo_dataset(out: str | Path, n_rows: int = 3000, seed: int = 0, overwrite: bool = False,
-                      workers: int | None = None, batch_rows: int = 256):
+def make_demo_dataset(
+    out: str | Path,
+    n_rows: int = 3000,
+    seed: int = 0,
+    overwrite: bool = False,
+    workers: int | None = None,
+    batch_rows: int = 256,
+):
     """Write the demo corpus to a Lance dataset at `out` and open it (rows generated on every core when large).
 
     An existing dataset built with the same seed and size is reused; anything else at `out` needs `overwrite`.
@@ -134,7 +140,9 @@ def make_demo_dataset(out: str | Path, n_rows: int = 3000, seed: int = 0, overwr
             existing = open_dataset(out)
             if len(existing) == n_rows and _demo_seed(existing) == seed:
                 return existing
-            raise DataError(f"{out} already exists and is not the {n_rows}-row demo for seed {seed}; pass overwrite")
+            raise DataError(
+                f"{out} already exists and is not the {n_rows}-row demo for seed {seed}; pass overwrite"
+            )
         shutil.rmtree(out)
     if workers is None:
         workers = default_workers() if n_rows >= 2000 else 1
@@ -172,18 +180,29 @@ def write_demo_files(out_dir: str | Path, n_rows: int, seed: int = 0, start: int
             if row["audio"] is not None:
                 audio = f"audio/{row['id']}.wav"
                 (out_dir / audio).write_bytes(row["audio"])
-            writer.writerow([row["id"], image, audio, row["text"] or "", row["label"], row["split"],
-                             row["colour"], row["shape"]])
+            writer.writerow(
+                [
+                    row["id"],
+                    image,
+                    audio,
+                    row["text"] or "",
+                    row["label"],
+                    row["split"],
+                    row["colour"],
+                    row["shape"],
+                ]
+            )
     return manifest
 
 
 def _demo_seed(ds) -> int | None:
     source = ds.lance.take([0], columns=["source"]).column(0)[0].as_py() or ""
     prefix = "synthetic:"
-    return int(source[len(prefix):]) if source.startswith(prefix) else None
+    return int(source[len(prefix) :]) if source.startswith(prefix) else None
 
 
 # --- image -------------------------------------------------------------------------------------------
+
 
 def _draw(rng: np.random.Generator, colour: str, shape: str) -> tuple[bytes, str, str, str]:
     n = IMAGE_SIZE
@@ -238,6 +257,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
 
 # --- audio -------------------------------------------------------------------------------------------
 
+
 @cache
 def _wavetable(colour: str, shape: str) -> np.ndarray:
     """One period of the shape's timbre, band-limited below 7 kHz for the colour's highest detuned pitch."""
@@ -271,7 +291,19 @@ def _tone(rng: np.random.Generator, colour: str, shape: str) -> bytes:
 def _wav_bytes(pcm: bytes, sample_rate: int, channels: int = 1) -> bytes:
     """A canonical 44-byte-header PCM16 WAV around raw little-endian samples."""
     header = struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(pcm), b"WAVE", b"fmt ", 16, 1, channels, sample_rate,
-        sample_rate * channels * 2, channels * 2, 16, b"data", len(pcm),
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(pcm),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * channels * 2,
+        channels * 2,
+        16,
+        b"data",
+        len(pcm),
     )
     return header + pcm

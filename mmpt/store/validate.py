@@ -50,13 +50,25 @@ def check_row(row: dict[str, Any], options: CheckOptions = CheckOptions()) -> di
     try:
         return _check(row, options)
     except Rejection as rejection:
-        return {"row": row["row"], "id": row.get("id"), "source": row.get("source"),
-                "rejected": rejection.kind, "reason": rejection.reason,
-                "modality": rejection.modality, "file": rejection.file}
+        return {
+            "row": row["row"],
+            "id": row.get("id"),
+            "source": row.get("source"),
+            "rejected": rejection.kind,
+            "reason": rejection.reason,
+            "modality": rejection.modality,
+            "file": rejection.file,
+        }
     except Exception as exc:  # noqa: BLE001 - nothing is lost silently: every failure becomes a reported row
-        return {"row": row["row"], "id": row.get("id"), "source": row.get("source"),
-                "rejected": "error", "reason": f"{type(exc).__name__}: {_clean(str(exc))}",
-                "modality": None, "file": None}
+        return {
+            "row": row["row"],
+            "id": row.get("id"),
+            "source": row.get("source"),
+            "rejected": "error",
+            "reason": f"{type(exc).__name__}: {_clean(str(exc))}",
+            "modality": None,
+            "file": None,
+        }
 
 
 def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
@@ -144,7 +156,9 @@ def _load(ref: Any, modality: str) -> bytes | None:
         ref.save(buf, format="PNG")
         data = buf.getvalue()
     else:
-        raise Rejection(f"bad_{modality}", f"{modality} value of type {type(ref).__name__} is neither bytes nor a path")
+        raise Rejection(
+            f"bad_{modality}", f"{modality} value of type {type(ref).__name__} is neither bytes nor a path"
+        )
     if not data:
         raise Rejection(f"corrupt_{modality}", f"{modality} is empty (0 bytes)")
     return data
@@ -157,7 +171,7 @@ def read_ref(ref: str, modality: str = "file") -> bytes:
             return Path(ref).read_bytes()
         scheme = ref.split("://", 1)[0].lower()
         if scheme == "file":
-            return Path(urllib.request.url2pathname(ref[len("file://"):])).read_bytes()
+            return Path(urllib.request.url2pathname(ref[len("file://") :])).read_bytes()
         if scheme in ("http", "https"):
             with urllib.request.urlopen(ref, timeout=60) as response:  # noqa: S310 - user-given media URL
                 return response.read()
@@ -172,11 +186,16 @@ def read_ref(ref: str, modality: str = "file") -> bytes:
         raise Rejection("unreadable_file", f"{modality} path is a folder: {ref}") from None
     except (OSError, ValueError) as exc:
         message = _clean(str(exc))
-        kind = "missing_file" if "not found" in message.lower() or "no such file" in message.lower() else "unreadable_file"
+        kind = (
+            "missing_file"
+            if "not found" in message.lower() or "no such file" in message.lower()
+            else "unreadable_file"
+        )
         raise Rejection(kind, f"cannot read {modality} {ref}: {message}") from None
 
 
 # --- decoding ----------------------------------------------------------------------------------------
+
 
 def _check_image(data: bytes) -> None:
     from PIL import Image
@@ -191,7 +210,9 @@ def _check_image(data: bytes) -> None:
     except Rejection:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the bytes are not a usable image
-        raise Rejection("corrupt_image", f"image does not decode: {_clean(str(exc)) or type(exc).__name__}") from None
+        raise Rejection(
+            "corrupt_image", f"image does not decode: {_clean(str(exc)) or type(exc).__name__}"
+        ) from None
 
 
 def _check_audio(data: bytes) -> None:
@@ -204,7 +225,9 @@ def _check_audio(data: bytes) -> None:
             declared = f.frames
             wave = f.read(dtype="float32", always_2d=True)
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for bad input
-        raise Rejection("corrupt_audio", f"audio does not decode: {_clean(str(exc)) or type(exc).__name__}") from None
+        raise Rejection(
+            "corrupt_audio", f"audio does not decode: {_clean(str(exc)) or type(exc).__name__}"
+        ) from None
     if wave.shape[0] < 1:
         raise Rejection("corrupt_audio", "audio decodes to no samples")
     if 0 < declared and wave.shape[0] < declared:
@@ -224,21 +247,29 @@ def _decode_pcm_wav(data: bytes) -> bool:
         return False
     pos, fmt = 12, None
     while pos + 8 <= len(data):
-        chunk, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         body = pos + 8
         if chunk == b"fmt " and size >= 16 and body + 16 <= len(data):
-            fmt = struct.unpack("<HHIIHH", data[body:body + 16])
+            fmt = struct.unpack("<HHIIHH", data[body : body + 16])
         elif chunk == b"data":
             if fmt is None:
                 return False
             tag, channels, rate, _, block_align, bits = fmt
-            if tag != 1 or bits not in _PCM_DTYPES or channels < 1 or rate < 1 or block_align != channels * bits // 8:
+            if (
+                tag != 1
+                or bits not in _PCM_DTYPES
+                or channels < 1
+                or rate < 1
+                or block_align != channels * bits // 8
+            ):
                 return False
             if size in (0, 0xFFFFFFFF):  # a streamed WAV without its final size: libsndfile copes
                 return False
             available = len(data) - body
             if available < size:
-                raise Rejection("corrupt_audio", f"audio is truncated: WAV data holds {available} of {size} bytes")
+                raise Rejection(
+                    "corrupt_audio", f"audio is truncated: WAV data holds {available} of {size} bytes"
+                )
             frames = size // block_align
             if frames < 1:
                 raise Rejection("corrupt_audio", "audio decodes to no samples")
@@ -274,5 +305,6 @@ _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>")
 def _clean(message: str) -> str:
     """One line, without object addresses (libsndfile and PIL name the BytesIO they read)."""
     message = _OBJECT_REPR.sub("the data", message.strip().splitlines()[0] if message.strip() else "")
-    return message.replace("Error opening the data: ", "").replace("cannot identify image file the data",
-                                                                   "not a recognised image format")
+    return message.replace("Error opening the data: ", "").replace(
+        "cannot identify image file the data", "not a recognised image format"
+    )

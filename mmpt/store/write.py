@@ -54,9 +54,7 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Re
 def metadata_types(schema: pa.Schema) -> dict[str, pa.DataType]:
     """The free metadata columns of a dataset schema (everything that is not a core or derived column)."""
     derived = ("emb_", "proj_")
-    return {
-        f.name: f.type for f in schema if f.name not in CORE_COLUMNS and not f.name.startswith(derived)
-    }
+    return {f.name: f.type for f in schema if f.name not in CORE_COLUMNS and not f.name.startswith(derived)}
 
 
 def check_append_schema(existing: pa.Schema, metadata: Mapping[str, pa.DataType]) -> pa.Schema:
@@ -64,11 +62,15 @@ def check_append_schema(existing: pa.Schema, metadata: Mapping[str, pa.DataType]
     have = metadata_types(existing)
     if set(have) != set(metadata):
         extra, missing = sorted(set(metadata) - set(have)), sorted(set(have) - set(metadata))
-        parts = ([f"new columns {extra}"] if extra else []) + ([f"missing columns {missing}"] if missing else [])
+        parts = ([f"new columns {extra}"] if extra else []) + (
+            [f"missing columns {missing}"] if missing else []
+        )
         raise DataError(f"append schema differs from the dataset: {', '.join(parts)}")
     for name, dtype in metadata.items():
         if not _compatible(have[name], dtype):
-            raise DataError(f"append schema differs from the dataset: column {name!r} is {have[name]}, input has {dtype}")
+            raise DataError(
+                f"append schema differs from the dataset: column {name!r} is {have[name]}, input has {dtype}"
+            )
     for name in CORE_COLUMNS:
         if name not in existing.names:
             raise DataError(f"append schema differs from the dataset: it has no {name!r} column")
@@ -124,7 +126,11 @@ def write_batches(
         try:
             reader = pa.RecordBatchReader.from_batches(schema, stream())
             outcome["dataset"] = lance.write_dataset(
-                reader, uri, schema=schema, mode=mode, storage_options=storage_options,
+                reader,
+                uri,
+                schema=schema,
+                mode=mode,
+                storage_options=storage_options,
                 max_rows_per_file=max_rows_per_file,
             )
         except BaseException as exc:  # noqa: BLE001 - PanicException is a BaseException; hand it to the caller

@@ -85,13 +85,22 @@ def _classes(labels: list[str | None], column: str, split: str) -> list[str]:
     if not classes:
         raise DataError(f"label column {column!r} has no labels in split {split!r}")
     if len(classes) == 1:
-        raise DataError(f"label column {column!r} has a single class {classes[0]!r} in split {split!r}; "
-                        "a classifier needs at least two")
+        raise DataError(
+            f"label column {column!r} has a single class {classes[0]!r} in split {split!r}; "
+            "a classifier needs at least two"
+        )
     return classes
 
 
-def _split_features(model: MultimodalModel, ds: MmptDataset, split: str, towers: list[str], labels: list[str | None],
-                    device: torch.device, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
+def _split_features(
+    model: MultimodalModel,
+    ds: MmptDataset,
+    split: str,
+    towers: list[str],
+    labels: list[str | None],
+    device: torch.device,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, list[str | None]]:
     """Embeddings [N, D * towers] of the split's rows holding at least one tower's modality (zeros where
     a row lacks one), which towers each row holds [N, towers], and the rows' labels."""
     from mmpt.embed.compute import compute_embeddings
@@ -107,8 +116,10 @@ def _split_features(model: MultimodalModel, ds: MmptDataset, split: str, towers:
     present = np.zeros((len(row_ids), len(towers)), bool)
     index = {i: k for k, i in enumerate(row_ids)}
     for j, t in enumerate(towers):
-        for i, vec in zip(embs[t].ids if t in embs else [], embs[t].vectors if t in embs else [], strict=True):
-            x[index[i], j * dim:(j + 1) * dim] = vec
+        for i, vec in zip(
+            embs[t].ids if t in embs else [], embs[t].vectors if t in embs else [], strict=True
+        ):
+            x[index[i], j * dim : (j + 1) * dim] = vec
             present[index[i], j] = True
     return torch.from_numpy(x), torch.from_numpy(present), [label_of[i] for i in row_ids]
 
@@ -131,8 +142,10 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     towers = fc.towers or [m for m in ("image", "audio") if m in model.modalities and m in ds.modalities()]
     bad = [t for t in towers if t not in model.modalities or t not in ds.modalities()]
     if bad or not towers:
-        raise ConfigError(f"cannot classify from towers {bad or towers}: the model has {', '.join(model.modalities)}"
-                          f" and the data {', '.join(sorted(ds.modalities()))}")
+        raise ConfigError(
+            f"cannot classify from towers {bad or towers}: the model has {', '.join(model.modalities)}"
+            f" and the data {', '.join(sorted(ds.modalities()))}"
+        )
     labels = read_labels(ds, fc.label_col)
     train_labels = [labels[p] for p in ds.split_indices(dc.train_split)]
     classes = _classes(train_labels, fc.label_col, dc.train_split)
@@ -149,8 +162,13 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     else:  # LP-FT: fit the head on frozen embeddings first, then train towers and head together
         _fit_probe(cfg, run, model, head, ds, labels, classes, weights, device, log=False)
         step = _fit_full(cfg, run, model, head, ds, labels, classes, weights, device, progress)
-    run.save_checkpoint(step, lambda folder: save_model(model, folder), {},
-                        {"step": step, "epoch": 0, "batch": 0, "samples": 0}, keep=1)
+    run.save_checkpoint(
+        step,
+        lambda folder: save_model(model, folder),
+        {},
+        {"step": step, "epoch": 0, "batch": 0, "samples": 0},
+        keep=1,
+    )
     save_head(run.path, head, classes, fc.label_col, fc.head)
     report = _test_report(cfg, run, model, head, ds, labels, classes, device)
     run.write_status("finished", step=step, seconds=round(time.time() - t0, 1))
@@ -158,9 +176,19 @@ def train_classifier(cfg: RunConfig, run: RunDir, model: MultimodalModel, *, pro
     return report
 
 
-def _fit_probe(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
-               labels: list[str | None],
-               classes: list[str], weights: torch.Tensor | None, device: torch.device, *, log: bool) -> int:
+def _fit_probe(
+    cfg: RunConfig,
+    run: RunDir,
+    model: MultimodalModel,
+    head: LinearHead,
+    ds: MmptDataset,
+    labels: list[str | None],
+    classes: list[str],
+    weights: torch.Tensor | None,
+    device: torch.device,
+    *,
+    log: bool,
+) -> int:
     """Full-batch AdamW on embeddings computed once; the epoch with the best validation accuracy is kept."""
     fc, dc = cfg.require_finetune(), cfg.data
     x, present, y_lab = _split_features(model, ds, dc.train_split, head.towers, labels, device, 128)
@@ -184,27 +212,54 @@ def _fit_probe(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: Linear
         if epoch % every and epoch != fc.head_epochs:
             continue
         if log:
-            run.log({"kind": "train", "step": epoch, "epoch": epoch, "loss": loss.item(), "lr": fc.head_lr,
-                     "time": time.time()})
+            run.log(
+                {
+                    "kind": "train",
+                    "step": epoch,
+                    "epoch": epoch,
+                    "loss": loss.item(),
+                    "lr": fc.head_lr,
+                    "time": time.time(),
+                }
+            )
         if val is not None:
             with torch.no_grad():
                 logits = head(val[0], val[1])
             acc = float((logits.argmax(1) == val[2]).float().mean())
             if log:
-                run.log({"kind": "val", "step": epoch, "epoch": epoch, "val_accuracy": acc,
-                         "val_loss": F.cross_entropy(logits, val[2]).item(), "time": time.time()})
+                run.log(
+                    {
+                        "kind": "val",
+                        "step": epoch,
+                        "epoch": epoch,
+                        "val_accuracy": acc,
+                        "val_loss": F.cross_entropy(logits, val[2]).item(),
+                        "time": time.time(),
+                    }
+                )
             if acc > best:
                 best, best_state = acc, copy.deepcopy(head.state_dict())
     if val is not None:
         head.load_state_dict(best_state)
     if not log:
-        run.log({"kind": "probe", "step": 0, "epochs": fc.head_epochs, "val_accuracy": best, "time": time.time()})
+        run.log(
+            {"kind": "probe", "step": 0, "epochs": fc.head_epochs, "val_accuracy": best, "time": time.time()}
+        )
     return fc.head_epochs
 
 
-def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
-              labels: list[str | None],
-              classes: list[str], weights: torch.Tensor | None, device: torch.device, progress: bool) -> int:
+def _fit_full(
+    cfg: RunConfig,
+    run: RunDir,
+    model: MultimodalModel,
+    head: LinearHead,
+    ds: MmptDataset,
+    labels: list[str | None],
+    classes: list[str],
+    weights: torch.Tensor | None,
+    device: torch.device,
+    progress: bool,
+) -> int:
     """Towers and head trained together with cross-entropy, at the towers' learning rate (the head is already
     fitted); the epoch with the best validation accuracy is kept, with early stopping on its patience."""
     from tqdm.auto import tqdm
@@ -218,8 +273,16 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
     head.to(device)
     known = {c: k for k, c in enumerate(classes)}
     target = torch.tensor([known.get(lab, -1) if lab is not None else -1 for lab in labels], dtype=torch.long)
-    loader = build_loader(ds.lance, model.spec, head.towers, dc.train_split, tc.batch_size, train=True,
-                          seed=tc.seed, num_workers=dc.num_workers)
+    loader = build_loader(
+        ds.lance,
+        model.spec,
+        head.towers,
+        dc.train_split,
+        tc.batch_size,
+        train=True,
+        seed=tc.seed,
+        num_workers=dc.num_workers,
+    )
     if len(loader) == 0:
         raise DataError(f"split {dc.train_split!r} has fewer rows than one batch of {tc.batch_size}")
     groups = param_groups(model, tc.weight_decay, tc.lr, lr_scale_fn(model, fc.tower_lr, fc.layer_decay))
@@ -251,8 +314,16 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
             step += 1
             bar.update(1)
             if step % tc.log_every == 0 or step == total:
-                run.log({"kind": "train", "step": step, "epoch": epoch, "loss": loss.item(),
-                         "lr": sched.get_last_lr()[0], "time": time.time()})
+                run.log(
+                    {
+                        "kind": "train",
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": loss.item(),
+                        "lr": sched.get_last_lr()[0],
+                        "time": time.time(),
+                    }
+                )
             if step >= total:
                 break
         acc = _val_accuracy(cfg, model, head, ds, target, device)
@@ -273,8 +344,9 @@ def _fit_full(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearH
     return step
 
 
-def _batch_features(model: MultimodalModel, batch: dict[str, Any], towers: list[str],
-                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_features(
+    model: MultimodalModel, batch: dict[str, Any], towers: list[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     feats = model({k: v for k, v in batch.items() if k.split("_")[0] in towers})
     present = torch.stack([batch[f"{t}_mask"] for t in towers], dim=1)
@@ -282,8 +354,14 @@ def _batch_features(model: MultimodalModel, batch: dict[str, Any], towers: list[
 
 
 @torch.no_grad()
-def _val_accuracy(cfg: RunConfig, model: MultimodalModel, head: LinearHead, ds: MmptDataset, target: torch.Tensor,
-                  device: torch.device) -> float | None:
+def _val_accuracy(
+    cfg: RunConfig,
+    model: MultimodalModel,
+    head: LinearHead,
+    ds: MmptDataset,
+    target: torch.Tensor,
+    device: torch.device,
+) -> float | None:
     from mmpt.data.loader import build_loader
 
     split = cfg.data.val_split
@@ -301,9 +379,16 @@ def _val_accuracy(cfg: RunConfig, model: MultimodalModel, head: LinearHead, ds: 
     return right / total if total else None
 
 
-def _test_report(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: LinearHead, ds: MmptDataset,
-                 labels: list[str | None],
-                 classes: list[str], device: torch.device) -> dict:
+def _test_report(
+    cfg: RunConfig,
+    run: RunDir,
+    model: MultimodalModel,
+    head: LinearHead,
+    ds: MmptDataset,
+    labels: list[str | None],
+    classes: list[str],
+    device: torch.device,
+) -> dict:
     from mmpt.eval.html import write_html
     from mmpt.eval.metrics import classification_metrics
     from mmpt.eval.report import build_report, save_report
@@ -315,18 +400,38 @@ def _test_report(cfg: RunConfig, run: RunDir, model: MultimodalModel, head: Line
     y, unseen = _targets(y_lab, classes)
     keep = torch.from_numpy(y >= 0)
     n_train = sum(labels[p] is not None for p in ds.split_indices(dc.train_split))
-    base = {"mode": fc.head, "label_col": fc.label_col, "class_weight": fc.class_weight, "n_train": int(n_train),
-            "n_unseen": sum(unseen.values()), "unseen_test_labels": dict(sorted(unseen.items()))}
+    base = {
+        "mode": fc.head,
+        "label_col": fc.label_col,
+        "class_weight": fc.class_weight,
+        "n_train": int(n_train),
+        "n_unseen": sum(unseen.values()),
+        "unseen_test_labels": dict(sorted(unseen.items())),
+    }
     if keep.any():
         with torch.no_grad():
             proba = torch.softmax(head(x[keep].cpu(), present[keep].cpu()), dim=1).numpy()
         result = {**classification_metrics([classes[i] for i in y[y >= 0]], proba, classes), **base}
     else:
-        result = {"accuracy": None, "macro_f1": None, "n": 0, "classes": classes,
-                  "note": "no test row has a label seen in training", **base}
-    report = build_report(linear_probe={"+".join(head.towers): result},
-                          meta={"run": str(run.path), "dataset": str(ds.uri), "version": ds.version,
-                                "split": dc.test_split, "task": "classify", "label_col": fc.label_col})
+        result = {
+            "accuracy": None,
+            "macro_f1": None,
+            "n": 0,
+            "classes": classes,
+            "note": "no test row has a label seen in training",
+            **base,
+        }
+    report = build_report(
+        linear_probe={"+".join(head.towers): result},
+        meta={
+            "run": str(run.path),
+            "dataset": str(ds.uri),
+            "version": ds.version,
+            "split": dc.test_split,
+            "task": "classify",
+            "label_col": fc.label_col,
+        },
+    )
     save_report(report, run.path, "final")
     write_html(report, run.eval_dir / "final.html", metrics_jsonl=run.metrics_path)
     return report
@@ -337,9 +442,16 @@ def save_head(run: str | Path, head: LinearHead, classes: list[str], label_col: 
     from safetensors.torch import save_file
 
     run = Path(run)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(run / "head.safetensors"))
-    (run / "head.json").write_text(json.dumps({"towers": head.towers, "classes": classes, "label_col": label_col,
-                                               "mode": mode}, indent=1) + "\n")
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+        str(run / "head.safetensors"),
+    )
+    (run / "head.json").write_text(
+        json.dumps(
+            {"towers": head.towers, "classes": classes, "label_col": label_col, "mode": mode}, indent=1
+        )
+        + "\n"
+    )
     return run / "head.safetensors"
 
 

@@ -13,9 +13,13 @@ def training_options(f):
     """Flags shared by every training verb; any other config field is reachable with --set."""
     options = [
         click.option("--data", "data", help="Lance dataset to train on."),
-        click.option("--run", "--run-dir", "run",
-                     help="Run directory to create (under torchrun spell it --run-dir: torchrun's own "
-                          "parser takes --run for its --run-path)."),
+        click.option(
+            "--run",
+            "--run-dir",
+            "run",
+            help="Run directory to create (under torchrun spell it --run-dir: torchrun's own "
+            "parser takes --run for its --run-path).",
+        ),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML run config."),
         click.option("--epochs", type=int),
         click.option("--max-steps", type=int, help="Stop after this many optimiser steps."),
@@ -27,8 +31,13 @@ def training_options(f):
         click.option("--device", type=DEVICES),
         click.option("--seed", type=int),
         click.option("--num-workers", type=int, help="DataLoader worker processes."),
-        click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                     help="Set any config field, e.g. --set train.warmup_steps=100 (repeatable)."),
+        click.option(
+            "--set",
+            "overrides",
+            multiple=True,
+            metavar="SECTION.KEY=VALUE",
+            help="Set any config field, e.g. --set train.warmup_steps=100 (repeatable).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON."),
     ]
@@ -53,8 +62,13 @@ def report(result, as_json: bool) -> None:
     from mmpt.eval.run import load_report_if_any
 
     final = load_report_if_any(result.run.path, "final")
-    summary = {"run": str(result.run.path), "step": result.step, "stopped": result.stopped,
-               "last": {k: v for k, v in result.last.items() if k != "kind"}, "eval": final}
+    summary = {
+        "run": str(result.run.path),
+        "step": result.step,
+        "stopped": result.stopped,
+        "last": {k: v for k, v in result.last.items() if k != "kind"},
+        "eval": final,
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -81,8 +95,13 @@ def pretrain_command(resume_dir: str | None, model: str | None, **kw) -> None:
         return
     if not kw["run"]:
         raise ConfigError("no run directory given: pass --run RUN (or --resume RUN to continue one)")
-    cfg = api.resolve_config(config_file=kw["config_file"], data=kw["data"], model=model,
-                             overrides=list(kw["overrides"]), **train_fields(kw))
+    cfg = api.resolve_config(
+        config_file=kw["config_file"],
+        data=kw["data"],
+        model=model,
+        overrides=list(kw["overrides"]),
+        **train_fields(kw),
+    )
     apply_data_flags(cfg, kw)
     result = api.pretrain(cfg, kw["run"], progress=not kw["quiet"])
     report(result, kw["as_json"])
@@ -115,34 +134,73 @@ def _mapping(values: tuple[str, ...], cast, flag: str) -> dict | None:
 def finetune_options(f):
     """Flags of the fine-tune settings ([finetune] section), shared by `finetune` and `sweep`."""
     options = [
-        click.option("--from", "source", help="mmpt run or checkpoint folder, open_clip .pt/.safetensors file, "
-                                              "or hf:FOLDER (hf:minilm = the packaged all-MiniLM-L6-v2)."),
-        click.option("--model", help="Model config of an open_clip file without a JSON beside it, or of the new "
-                                     "towers of an hf: source (preset, open_clip name or config JSON)."),
+        click.option(
+            "--from",
+            "source",
+            help="mmpt run or checkpoint folder, open_clip .pt/.safetensors file, "
+            "or hf:FOLDER (hf:minilm = the packaged all-MiniLM-L6-v2).",
+        ),
+        click.option(
+            "--model",
+            help="Model config of an open_clip file without a JSON beside it, or of the new "
+            "towers of an hf: source (preset, open_clip name or config JSON).",
+        ),
         click.option("--text-tower", help="Replace the text tower by this local HF folder (or 'minilm')."),
         click.option("--context-length", type=int, help="Tokens of a new HF text tower (default 32)."),
         click.option("--add", multiple=True, help="Add a freshly initialised tower, e.g. --add audio."),
-        click.option("--freeze", multiple=True,
-                     help="Towers to freeze: image,text,audio,heads | none | auto (default; see docs/finetune.md)."),
-        click.option("--freeze-blocks", multiple=True, metavar="TOWER=N",
-                     help="Freeze the stem and first N blocks of a tower (repeatable)."),
-        click.option("--norms-only", is_flag=True, default=None,
-                     help="Train only norms, output projections and logit scales."),
-        click.option("--tower-lr", multiple=True, metavar="TOWER=X", help="Learning-rate multiplier of a tower."),
+        click.option(
+            "--freeze",
+            multiple=True,
+            help="Towers to freeze: image,text,audio,heads | none | auto (default; see docs/finetune.md).",
+        ),
+        click.option(
+            "--freeze-blocks",
+            multiple=True,
+            metavar="TOWER=N",
+            help="Freeze the stem and first N blocks of a tower (repeatable).",
+        ),
+        click.option(
+            "--norms-only",
+            is_flag=True,
+            default=None,
+            help="Train only norms, output projections and logit scales.",
+        ),
+        click.option(
+            "--tower-lr", multiple=True, metavar="TOWER=X", help="Learning-rate multiplier of a tower."
+        ),
         click.option("--layer-decay", type=float, help="Layer-wise lr decay (e.g. 0.75; 1 = off)."),
-        click.option("--wise-alpha", type=float, multiple=True,
-                     help="Also write and evaluate the WiSE-FT interpolation RUN/wise-A/ (repeatable)."),
-        click.option("--prompt", help="Zero-shot prompt template of the reports, e.g. 'a photo of a {label}'."),
-        click.option("--early-stop", "early_stop_metric",
-                     help="Validation metric keeping the best checkpoint: val_loss (default), val_loss/<pair>, "
-                          "val_zero_shot_acc, val_zero_shot_image_acc, ...; 'none' disables."),
-        click.option("--patience", "early_stop_patience", type=int,
-                     help="Validations without improvement before stopping (0: never stop early)."),
+        click.option(
+            "--wise-alpha",
+            type=float,
+            multiple=True,
+            help="Also write and evaluate the WiSE-FT interpolation RUN/wise-A/ (repeatable).",
+        ),
+        click.option(
+            "--prompt", help="Zero-shot prompt template of the reports, e.g. 'a photo of a {label}'."
+        ),
+        click.option(
+            "--early-stop",
+            "early_stop_metric",
+            help="Validation metric keeping the best checkpoint: val_loss (default), val_loss/<pair>, "
+            "val_zero_shot_acc, val_zero_shot_image_acc, ...; 'none' disables.",
+        ),
+        click.option(
+            "--patience",
+            "early_stop_patience",
+            type=int,
+            help="Validations without improvement before stopping (0: never stop early).",
+        ),
         click.option("--task", type=click.Choice(["contrastive", "classify"])),
         click.option("--label-col", help="classify: the label column (default label)."),
-        click.option("--towers", "classify_towers", help="classify: towers feeding the head, e.g. image,audio."),
-        click.option("--probe/--full", "probe", default=None,
-                     help="classify: linear probe on frozen towers (default) or full fine-tune."),
+        click.option(
+            "--towers", "classify_towers", help="classify: towers feeding the head, e.g. image,audio."
+        ),
+        click.option(
+            "--probe/--full",
+            "probe",
+            default=None,
+            help="classify: linear probe on frozen towers (default) or full fine-tune.",
+        ),
         click.option("--class-weight", type=click.Choice(["balanced", "none"])),
         click.option("--head-lr", type=float, help="classify: learning rate of the head."),
         click.option("--head-epochs", type=int, help="classify: full-batch epochs of the probe head."),
@@ -182,9 +240,15 @@ def finetune_config_from_flags(kw: dict):
         "head_lr": kw.get("head_lr"),
         "head_epochs": kw.get("head_epochs"),
     }
-    cfg = resolve_finetune_config(source=kw.get("source") or "", data=kw.get("data"), config_file=kw.get("config_file"),
-                                  model=kw.get("model"), overrides=list(kw.get("overrides") or ()), finetune=finetune,
-                                  **fields)
+    cfg = resolve_finetune_config(
+        source=kw.get("source") or "",
+        data=kw.get("data"),
+        config_file=kw.get("config_file"),
+        model=kw.get("model"),
+        overrides=list(kw.get("overrides") or ()),
+        finetune=finetune,
+        **fields,
+    )
     apply_data_flags(cfg, kw)
     return cfg, kw.get("pairs") is not None
 
@@ -196,11 +260,22 @@ def finetune_report(result, as_json: bool) -> None:
     name, before = headline(result.before)
     _, after = headline(result.after)
     tr = result.train
-    summary = {"run": str(result.run.path), "step": tr.step if tr else None, "stopped": tr.stopped if tr else False,
-               "best_step": tr.best_step if tr else None,
-               "headline": {"metric": name, "before": before, "after": after,
-                            **{k: headline(v)[1] for k, v in result.wise.items()}},
-               "before": result.before, "eval": result.after, "wise": result.wise, "comparison": result.comparison}
+    summary = {
+        "run": str(result.run.path),
+        "step": tr.step if tr else None,
+        "stopped": tr.stopped if tr else False,
+        "best_step": tr.best_step if tr else None,
+        "headline": {
+            "metric": name,
+            "before": before,
+            "after": after,
+            **{k: headline(v)[1] for k, v in result.wise.items()},
+        },
+        "before": result.before,
+        "eval": result.after,
+        "wise": result.wise,
+        "comparison": result.comparison,
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=float))
         return
@@ -228,8 +303,10 @@ def finetune_report(result, as_json: bool) -> None:
         from mmpt.eval.compare import format_comparison
 
         click.echo(format_comparison(result.comparison, contains="accuracy"))
-        click.echo(f"full comparison: {result.run.eval_dir / 'compare-before.json'}; "
-                   f"report: {result.run.eval_dir / 'final.html'}")
+        click.echo(
+            f"full comparison: {result.run.eval_dir / 'compare-before.json'}; "
+            f"report: {result.run.eval_dir / 'final.html'}"
+        )
 
 
 @click.command("finetune")
@@ -255,25 +332,47 @@ def finetune_command(resume_dir: str | None, **kw) -> None:
 @training_options
 @finetune_options
 @click.option("--out", "out", required=True, help="Sweep folder: one run per job and results.json.")
-@click.option("--grid", "grid", multiple=True, metavar="NAME=V1,V2",
-              help="Values to try: lr, weight_decay (wd), freeze (towers joined by +), layer_decay, epochs, "
-                   "batch_size; a:b is a range for --random (repeatable).")
-@click.option("--random", "random_n", type=int, default=0, help="Sample N random points instead of the full grid.")
-@click.option("--metric", default="headline", show_default=True,
-              help="Key of RUN/eval/final.json to rank by, e.g. zero_shot.image.accuracy; headline = mean "
-                   "zero-shot accuracy.")
-@click.option("--mode", type=click.Choice(["max", "min"]), help="Better is max (default) or min (for losses).")
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    metavar="NAME=V1,V2",
+    help="Values to try: lr, weight_decay (wd), freeze (towers joined by +), layer_decay, epochs, "
+    "batch_size; a:b is a range for --random (repeatable).",
+)
+@click.option(
+    "--random", "random_n", type=int, default=0, help="Sample N random points instead of the full grid."
+)
+@click.option(
+    "--metric",
+    default="headline",
+    show_default=True,
+    help="Key of RUN/eval/final.json to rank by, e.g. zero_shot.image.accuracy; headline = mean "
+    "zero-shot accuracy.",
+)
+@click.option(
+    "--mode", type=click.Choice(["max", "min"]), help="Better is max (default) or min (for losses)."
+)
 @click.option("--processes", is_flag=True, help="Run each job as its own `python -m mmpt finetune` process.")
-def sweep_command(out: str, grid: tuple[str, ...], random_n: int, metric: str, mode: str | None, processes: bool,
-                  **kw) -> None:
+def sweep_command(
+    out: str, grid: tuple[str, ...], random_n: int, metric: str, mode: str | None, processes: bool, **kw
+) -> None:
     """Grid or random search over fine-tuning settings; jobs run one after another, the best one marked."""
     from mmpt.train import sweep as api
 
     cfg, pairs_given = finetune_config_from_flags(kw)
     jobs = api.plan_jobs(api.parse_grid(list(grid)), random_n, seed=cfg.train.seed)
-    results = api.run_sweep(cfg, out, jobs, metric=metric, mode=mode or "", pairs_given=pairs_given,
-                            processes=processes, progress=False,
-                            echo=(lambda s: None) if kw["as_json"] else click.echo)
+    results = api.run_sweep(
+        cfg,
+        out,
+        jobs,
+        metric=metric,
+        mode=mode or "",
+        pairs_given=pairs_given,
+        processes=processes,
+        progress=False,
+        echo=(lambda s: None) if kw["as_json"] else click.echo,
+    )
     if kw["as_json"]:
         click.echo(json.dumps(results, indent=2))
         return

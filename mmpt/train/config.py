@@ -64,7 +64,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
     eval_after: bool = True  # run the evaluation report on the test split when training ends
-    early_stop_metric: str = ""  # a validation metric name (e.g. val_loss, val_zero_shot_accuracy); "" disables
+    early_stop_metric: str = (
+        ""  # a validation metric name (e.g. val_loss, val_zero_shot_accuracy); "" disables
+    )
     early_stop_mode: str = "min"  # min or max
     early_stop_patience: int = 0  # validations without improvement before stopping; 0: never stop early
 
@@ -85,7 +87,9 @@ class FinetuneConfig:
     text_tower: str = ""  # a local HF folder ("minilm": the packaged all-MiniLM-L6-v2) as a new text tower
     context_length: int = 32  # tokens of a new HF text tower
     add: list[str] = field(default_factory=list)  # modality towers added freshly initialised, e.g. ["audio"]
-    freeze: list[str] = field(default_factory=lambda: ["auto"])  # towers (image, text, audio, heads); auto: see docs
+    freeze: list[str] = field(
+        default_factory=lambda: ["auto"]
+    )  # towers (image, text, audio, heads); auto: see docs
     freeze_blocks: dict[str, int] = field(default_factory=dict)  # tower -> its stem and first N blocks frozen
     norms_only: bool = False  # train only norms, output projections and logit scales
     tower_lr: dict[str, float] = field(default_factory=dict)  # tower -> lr multiplier
@@ -94,8 +98,12 @@ class FinetuneConfig:
     prompt: str = "a photo of a {label}"  # zero-shot prompt of the reports and of val_zero_shot_* metrics
     task: str = "contrastive"  # contrastive or classify
     label_col: str = "label"  # classify: the label column
-    towers: list[str] = field(default_factory=list)  # classify: towers feeding the head (default: image, audio)
-    head: str = "probe"  # classify: probe (frozen towers, linear head on embeddings) or full (towers train too)
+    towers: list[str] = field(
+        default_factory=list
+    )  # classify: towers feeding the head (default: image, audio)
+    head: str = (
+        "probe"  # classify: probe (frozen towers, linear head on embeddings) or full (towers train too)
+    )
     class_weight: str = "balanced"  # classify: balanced (inverse class frequency) or none
     head_lr: float = 1e-2  # classify: lr of the probe head (full mode then trains it at train.lr)
     head_epochs: int = 300  # classify: full-batch epochs of the probe head
@@ -117,7 +125,11 @@ class RunConfig:
         return self.finetune
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"data": dataclasses.asdict(self.data), "model": self.model.to_dict(), "train": dataclasses.asdict(self.train)}
+        d = {
+            "data": dataclasses.asdict(self.data),
+            "model": self.model.to_dict(),
+            "train": dataclasses.asdict(self.train),
+        }
         if self.finetune is not None:
             d["finetune"] = dataclasses.asdict(self.finetune)
         return d
@@ -126,7 +138,9 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         unknown = set(d) - {"data", "model", "train", "finetune"}
         if unknown:
-            raise ConfigError(f"unknown config section(s) {sorted(unknown)}; expected data, model, train, finetune")
+            raise ConfigError(
+                f"unknown config section(s) {sorted(unknown)}; expected data, model, train, finetune"
+            )
         return cls(
             data=_dataclass_from(DataConfig, d.get("data", {}), "data"),
             model=ModelConfig.from_dict(d.get("model", {})),
@@ -139,7 +153,9 @@ def _dataclass_from(cls: type[_Section], values: dict[str, Any], section: str) -
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - names
     if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{section}]; known: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"unknown key(s) {sorted(unknown)} in [{section}]; known: {', '.join(sorted(names))}"
+        )
     return cls(**values)
 
 

@@ -33,9 +33,16 @@ from mmpt.train.loop import TrainResult, Validate, train
 # few epochs, and the best validation checkpoint kept (early stopping on val_loss). 2e-4 suits the tiny
 # preset on demo data; large pretrained towers (ViT-B, MiniLM unfrozen) want ~1e-5. Flags, --config and
 # --set override these.
-TRAIN_DEFAULTS: dict[str, Any] = {"lr": 2e-4, "weight_decay": 0.05, "epochs": 10, "warmup_steps": 10,
-                                  "log_every": 5, "early_stop_metric": "val_loss", "early_stop_mode": "min",
-                                  "early_stop_patience": 3}
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "lr": 2e-4,
+    "weight_decay": 0.05,
+    "epochs": 10,
+    "warmup_steps": 10,
+    "log_every": 5,
+    "early_stop_metric": "val_loss",
+    "early_stop_mode": "min",
+    "early_stop_patience": 3,
+}
 # A full classification fine-tune moves the towers under a head fitted on standardised embeddings, where
 # small feature changes are large: it starts from the probe (LP-FT) and needs a smaller rate.
 CLASSIFY_FULL_LR = 1e-5
@@ -66,6 +73,7 @@ class FinetuneResult:
 
 # ---- sources ------------------------------------------------------------------------------------------------
 
+
 def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
     """Build the starting model of a fine-tune from `fc.source` (+ a new HF text tower and added towers)."""
     from mmpt.models.hf_text import hf_text_config
@@ -82,14 +90,21 @@ def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
             raise ConfigError(f"cannot add {unknown}: expected some of {', '.join(MODALITIES)}")
         already = [m for m in fc.add if m in cfg.modalities]
         if already:
-            raise ConfigError(f"the source already has a {', '.join(already)} tower; --add only adds new ones")
+            raise ConfigError(
+                f"the source already has a {', '.join(already)} tower; --add only adds new ones"
+            )
         cfg = ModelConfig.from_dict({**cfg.to_dict(), "modalities": [*cfg.modalities, *fc.add]})
     if cfg is src.model.config:
         return src
     model, fresh = graft(src.model, cfg, replace_text=bool(text_tower))
-    return Source(model, fresh | (src.fresh & set(dict(model.named_parameters()))), src.kind,
-                  src.description + (f" + text tower {text_tower}" if text_tower else "")
-                  + (f" + new {', '.join(fc.add)} tower" if fc.add else ""))
+    return Source(
+        model,
+        fresh | (src.fresh & set(dict(model.named_parameters()))),
+        src.kind,
+        src.description
+        + (f" + text tower {text_tower}" if text_tower else "")
+        + (f" + new {', '.join(fc.add)} tower" if fc.add else ""),
+    )
 
 
 def _load_base(source: str, model_name: str, context_length: int) -> Source:
@@ -102,11 +117,18 @@ def _load_base(source: str, model_name: str, context_length: int) -> Source:
     if not source:
         raise ConfigError("no pretrained source given: pass --from RUN|CHECKPOINT|OPEN_CLIP_FILE|hf:FOLDER")
     if source.startswith(HF_PREFIX):
-        cfg = hf_text_config(resolve_model_config(model_name or "tiny"), source, context_length=context_length)
+        cfg = hf_text_config(
+            resolve_model_config(model_name or "tiny"), source, context_length=context_length
+        )
         model = build_model(cfg)
         fresh = {n for n, _ in model.named_parameters() if not n.startswith(HF_TEXT_PREFIX)}
-        return Source(model, fresh, "hf", f"text tower {cfg.text_tower[len(HF_PREFIX):]} with new "
-                                          f"{', '.join(m for m in cfg.modalities if m != 'text')} towers")
+        return Source(
+            model,
+            fresh,
+            "hf",
+            f"text tower {cfg.text_tower[len(HF_PREFIX) :]} with new "
+            f"{', '.join(m for m in cfg.modalities if m != 'text')} towers",
+        )
     path = Path(source)
     if path.is_dir() and (path / "config.toml").is_file():
         return Source(load_run_model(path), set(), "run", f"mmpt run {path}")
@@ -116,11 +138,14 @@ def _load_base(source: str, model_name: str, context_length: int) -> Source:
         model, loaded = load_openclip_checkpoint(path, model_name or None)
         fresh = {n for n, _ in model.named_parameters() if n not in loaded}
         return Source(model, fresh, "open_clip", f"open_clip checkpoint {path}")
-    raise ConfigError(f"--from {source}: not an mmpt run or checkpoint folder, an open_clip checkpoint file, "
-                      "or hf:<folder>")
+    raise ConfigError(
+        f"--from {source}: not an mmpt run or checkpoint folder, an open_clip checkpoint file, or hf:<folder>"
+    )
 
 
-def graft(src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False) -> tuple[MultimodalModel, set[str]]:
+def graft(
+    src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False
+) -> tuple[MultimodalModel, set[str]]:
     """A model for `cfg` holding every weight of `src` it has room for; returns it and its new parameters.
 
     With `replace_text` the source's text tower is dropped (a new HF text tower takes its place: its
@@ -128,10 +153,16 @@ def graft(src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False)
     """
     model = build_model(cfg)
     target = model.state_dict()
-    keep = {k: v for k, v in src.state_dict().items()
-            if k in target and not (replace_text and k.startswith("clip.text."))}
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}" for k, v in keep.items()
-             if tuple(v.shape) != tuple(target[k].shape)]
+    keep = {
+        k: v
+        for k, v in src.state_dict().items()
+        if k in target and not (replace_text and k.startswith("clip.text."))
+    }
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
+        for k, v in keep.items()
+        if tuple(v.shape) != tuple(target[k].shape)
+    ]
     if wrong:
         raise ConfigError(f"source weights do not fit the new model config: {', '.join(wrong[:5])}")
     model.load_state_dict(keep, strict=False)
@@ -141,6 +172,7 @@ def graft(src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False)
 
 
 # ---- configuration --------------------------------------------------------------------------------------------
+
 
 def resolve_finetune_config(
     *,
@@ -167,8 +199,12 @@ def resolve_finetune_config(
             raise ConfigError(f"{p} is not valid TOML: {exc}") from None
         for section, values in loaded.items():
             d[section] = {**d.get(section, {}), **values} if isinstance(values, dict) else values
-    lr_given = "lr" in d["train"] and d["train"]["lr"] != TRAIN_DEFAULTS["lr"] or train_fields.get("lr") is not None \
+    lr_given = (
+        "lr" in d["train"]
+        and d["train"]["lr"] != TRAIN_DEFAULTS["lr"]
+        or train_fields.get("lr") is not None
         or any(o.replace(" ", "").startswith("train.lr=") for o in overrides or [])
+    )
     cfg = RunConfig.from_dict(d)
     cfg.finetune = cfg.finetune or FinetuneConfig()
     cfg.finetune.source = source or cfg.finetune.source
@@ -221,15 +257,21 @@ def resolve_freeze(fc: FinetuneConfig, src: Source) -> list[str]:
 
 def default_pairs(model: MultimodalModel, data_modalities: set[str], frozen_towers: list[str]) -> list[str]:
     """The model's pairs present in the data, minus pairs whose two towers are both frozen."""
-    pairs = [p for p in model_pairs(model.modalities) if set(p.split("_")) <= data_modalities
-             and not set(p.split("_")) <= set(frozen_towers)]
+    pairs = [
+        p
+        for p in model_pairs(model.modalities)
+        if set(p.split("_")) <= data_modalities and not set(p.split("_")) <= set(frozen_towers)
+    ]
     if not pairs:
-        raise ConfigError(f"nothing to train contrastively: every pair of {', '.join(model.modalities)} present "
-                          "in the data has both towers frozen")
+        raise ConfigError(
+            f"nothing to train contrastively: every pair of {', '.join(model.modalities)} present "
+            "in the data has both towers frozen"
+        )
     return normalise_pairs([p.replace("_", "-") for p in pairs])
 
 
 # ---- the run -------------------------------------------------------------------------------------------------
+
 
 def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tuple[RunDir, MultimodalModel]:
     """Load the source, freeze, fix the model config and pairs, create the run folder with init weights."""
@@ -240,11 +282,18 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
     src = load_source(fc, seed=cfg.train.seed)
     towers = resolve_freeze(fc, src)
     names = [n for n, _ in src.model.named_parameters()]
-    new_towers = [t for t in towers if t in TOWERS and src.model.tower(t) is not None
-                  and all(n in src.fresh for n in names if tower_of(n) == t)]
+    new_towers = [
+        t
+        for t in towers
+        if t in TOWERS
+        and src.model.tower(t) is not None
+        and all(n in src.fresh for n in names if tower_of(n) == t)
+    ]
     if new_towers:
-        raise ConfigError(f"cannot freeze the {', '.join(new_towers)} tower: it is newly initialised "
-                          "(frozen it would stay random)")
+        raise ConfigError(
+            f"cannot freeze the {', '.join(new_towers)} tower: it is newly initialised "
+            "(frozen it would stay random)"
+        )
     frozen = apply_freeze(src.model, towers, fc.freeze_blocks, fc.norms_only, keep_trainable=src.fresh)
     fc.freeze = towers or ["none"]
     cfg.model = src.model.config
@@ -255,9 +304,19 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
         return RunDir(run), src.model
     run_dir = RunDir.create(run, cfg.to_dict())
     save_model(src.model, run_dir.path / "init")
-    (run_dir.path / "finetune.json").write_text(json.dumps(
-        {"source": fc.source, "kind": src.kind, "description": src.description, "fresh": sorted(src.fresh),
-         "frozen": frozen}, indent=1) + "\n")
+    (run_dir.path / "finetune.json").write_text(
+        json.dumps(
+            {
+                "source": fc.source,
+                "kind": src.kind,
+                "description": src.description,
+                "fresh": sorted(src.fresh),
+                "frozen": frozen,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return run_dir, src.model
 
 
@@ -265,8 +324,9 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def finetune(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progress: bool = True,
-             **train_kwargs: Any) -> FinetuneResult:
+def finetune(
+    cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progress: bool = True, **train_kwargs: Any
+) -> FinetuneResult:
     """Fine-tune `cfg.finetune.source` on `cfg.data` into a new run folder; evaluate before and after."""
     if cfg.finetune is None:
         raise ConfigError("a fine-tune needs a [finetune] section (source, freeze policy, ...)")
@@ -279,7 +339,9 @@ def finetune(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progr
 
         report = train_classifier(cfg, run_dir, model, progress=progress)
         return FinetuneResult(train=None, run=run_dir, after=report)
-    before = _evaluate(model, cfg, run_dir, "before", progress) if cfg.train.eval_after and _is_main() else None
+    before = (
+        _evaluate(model, cfg, run_dir, "before", progress) if cfg.train.eval_after and _is_main() else None
+    )
     return _train_and_report(cfg, run_dir, model, before, resume=False, progress=progress, **train_kwargs)
 
 
@@ -294,7 +356,9 @@ def resume_finetune(run: str | Path, *, progress: bool = True, **train_kwargs: A
     if cfg.finetune is None or not info_path.is_file():
         raise ConfigError(f"{run} is not a fine-tune run; resume it with mmpt pretrain --resume")
     if cfg.finetune.task != "contrastive":
-        raise ConfigError(f"{run} trained a classifier; classification runs are not resumable, start a new one")
+        raise ConfigError(
+            f"{run} trained a classifier; classification runs are not resumable, start a new one"
+        )
     if run_dir.latest_checkpoint() is None:
         raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again")
     model = load_model(run_dir.path / "init")
@@ -305,16 +369,32 @@ def resume_finetune(run: str | Path, *, progress: bool = True, **train_kwargs: A
     return _train_and_report(cfg, run_dir, model, before, resume=True, progress=progress, **train_kwargs)
 
 
-def _train_and_report(cfg: RunConfig, run_dir: RunDir, model: MultimodalModel, before: dict | None, *,
-                      resume: bool, progress: bool, **train_kwargs: Any) -> FinetuneResult:
+def _train_and_report(
+    cfg: RunConfig,
+    run_dir: RunDir,
+    model: MultimodalModel,
+    before: dict | None,
+    *,
+    resume: bool,
+    progress: bool,
+    **train_kwargs: Any,
+) -> FinetuneResult:
     from mmpt.eval.compare import compare
     from mmpt.eval.report import save_report
     from mmpt.train.wise import wise_checkpoint, wise_name
 
     fc, tc = cfg.require_finetune(), cfg.train
     validate = zero_shot_validator(cfg) if tc.early_stop_metric.startswith("val_zero_shot") else None
-    result = train(cfg, run_dir, model=model, resume=resume, lr_scale=lr_scale_fn(model, fc.tower_lr, fc.layer_decay),
-                   validate=validate, progress=progress, **train_kwargs)
+    result = train(
+        cfg,
+        run_dir,
+        model=model,
+        resume=resume,
+        lr_scale=lr_scale_fn(model, fc.tower_lr, fc.layer_decay),
+        validate=validate,
+        progress=progress,
+        **train_kwargs,
+    )
     out = FinetuneResult(train=result, run=run_dir, before=before)
     if result.stopped or not tc.eval_after or not _is_main():
         return out
@@ -331,8 +411,12 @@ def _train_and_report(cfg: RunConfig, run_dir: RunDir, model: MultimodalModel, b
         out.wise[wise_name(alpha)] = _evaluate(load_model(folder), cfg, run_dir, wise_name(alpha), progress)
     from mmpt.eval.html import write_html
 
-    write_html(out.after, run_dir.eval_dir / "final.html", metrics_jsonl=run_dir.metrics_path,
-               comparison=out.comparison)
+    write_html(
+        out.after,
+        run_dir.eval_dir / "final.html",
+        metrics_jsonl=run_dir.metrics_path,
+        comparison=out.comparison,
+    )
     return out
 
 
@@ -343,8 +427,14 @@ def _evaluate(model: MultimodalModel, cfg: RunConfig, run_dir: RunDir, name: str
     from mmpt.store.dataset import open_dataset
 
     ds = open_dataset(cfg.data.dataset, version=cfg.data.version or None)
-    report = evaluate_model(model, ds, cfg.data.test_split, prompt=cfg.require_finetune().prompt,
-                            device=cfg.train.device, progress=progress)
+    report = evaluate_model(
+        model,
+        ds,
+        cfg.data.test_split,
+        prompt=cfg.require_finetune().prompt,
+        device=cfg.train.device,
+        progress=progress,
+    )
     report["meta"]["run"] = str(run_dir.path)
     report["meta"]["weights"] = name
     save_report(report, run_dir.path, name)
@@ -370,8 +460,11 @@ def zero_shot_validator(cfg: RunConfig) -> Validate:
         if len(names) < 2 or "text" not in model.modalities:
             raise DataError(f"val_zero_shot_* needs text and at least two labels in split {split!r}")
         classes = class_text_embeddings(names, text_embedder(model, device), prompt)
-        out = {f"val_zero_shot_{m}_acc": zero_shot(e.vectors, e.labels, names, classes)["accuracy"]
-               for m, e in embs.items() if any(lab in names for lab in e.labels)}
+        out = {
+            f"val_zero_shot_{m}_acc": zero_shot(e.vectors, e.labels, names, classes)["accuracy"]
+            for m, e in embs.items()
+            if any(lab in names for lab in e.labels)
+        }
         out["val_zero_shot_acc"] = float(np.mean(list(out.values())))
         return out
 
@@ -382,7 +475,9 @@ def headline(report: dict | None) -> tuple[str, float | None]:
     """(name, value) of the figure a fine-tune reports first: mean zero-shot accuracy, else mean R@1."""
     if not report:
         return "none", None
-    acc = {m: r.get("accuracy") for m, r in report.get("zero_shot", {}).items() if r.get("accuracy") is not None}
+    acc = {
+        m: r.get("accuracy") for m, r in report.get("zero_shot", {}).items() if r.get("accuracy") is not None
+    }
     if acc:
         return f"zero-shot accuracy ({', '.join(acc)})", float(np.mean(list(acc.values())))
     r1 = [r["r@1"] for r in report.get("retrieval", {}).values() if r.get("r@1") is not None]

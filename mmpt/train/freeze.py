@@ -54,7 +54,11 @@ def _block_prefix(tower: nn.Module) -> tuple[str, int]:
     """(dotted path of the tower's main ModuleList of blocks, its length); ("", 0) if there is none."""
     best = ("", 0)
     for path, module in tower.named_modules():
-        if isinstance(module, (nn.ModuleList, nn.Sequential)) and path.rsplit(".", 1)[-1] in BLOCK_LISTS and len(module) > best[1]:
+        if (
+            isinstance(module, (nn.ModuleList, nn.Sequential))
+            and path.rsplit(".", 1)[-1] in BLOCK_LISTS
+            and len(module) > best[1]
+        ):
             best = (path, len(module))
     return best
 
@@ -70,9 +74,9 @@ def param_places(model: MultimodalModel) -> dict[str, ParamPlace]:
             places[name] = ParamPlace("heads", 0, 0)
             continue
         path, n = blocks[tower]
-        rel = name[len(PREFIXES[tower]):]
+        rel = name[len(PREFIXES[tower]) :]
         if path and rel.startswith(path + "."):
-            depth = int(rel[len(path) + 1:].split(".", 1)[0]) + 1
+            depth = int(rel[len(path) + 1 :].split(".", 1)[0]) + 1
         elif STEM.search(rel):
             depth = 0
         else:
@@ -82,8 +86,9 @@ def param_places(model: MultimodalModel) -> dict[str, ParamPlace]:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)) or \
-        type(module).__name__.endswith(("Norm", "Norm2d"))
+    return isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)) or type(
+        module
+    ).__name__.endswith(("Norm", "Norm2d"))
 
 
 def norm_parameter_names(model: nn.Module) -> set[str]:
@@ -91,7 +96,9 @@ def norm_parameter_names(model: nn.Module) -> set[str]:
     names: set[str] = set()
     for mod_name, module in model.named_modules():
         if _is_norm(module):
-            names.update(f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False))
+            names.update(
+                f"{mod_name}.{p}" if mod_name else p for p, _ in module.named_parameters(recurse=False)
+            )
     return names
 
 
@@ -117,7 +124,9 @@ def apply_freeze(
     present = {t for t in TOWERS if model.tower(t) is not None} | {"heads"}
     absent = [t for t in [*towers, *first_n_blocks] if t not in present]
     if absent:
-        raise ConfigError(f"cannot freeze {absent}: the model has no such tower (it has {', '.join(model.modalities)})")
+        raise ConfigError(
+            f"cannot freeze {absent}: the model has no such tower (it has {', '.join(model.modalities)})"
+        )
     places = param_places(model)
     for tower, n in first_n_blocks.items():
         blocks = next((p.n_blocks for p in places.values() if p.tower == tower), 0)
@@ -128,7 +137,9 @@ def apply_freeze(
     frozen = []
     for name, p in model.named_parameters():
         place = places[name]
-        freeze = place.tower in towers or (place.tower in first_n_blocks and place.depth <= first_n_blocks[place.tower])
+        freeze = place.tower in towers or (
+            place.tower in first_n_blocks and place.depth <= first_n_blocks[place.tower]
+        )
         if norms_and_projections_only and place.tower != "heads" and name not in norms and not place.is_head:
             freeze = True
         if freeze and name not in keep:

@@ -91,38 +91,62 @@ def train(
         needed = sorted({m for p in pairs for m in p.split("-")})
         missing = [m for m in needed if m not in ds.modalities()]
         if missing:
-            raise DataError(f"dataset {dc.dataset} has no {', '.join(missing)} but the config trains "
-                            f"{', '.join(pairs)}; choose pairs with --pairs")
+            raise DataError(
+                f"dataset {dc.dataset} has no {', '.join(missing)} but the config trains "
+                f"{', '.join(pairs)}; choose pairs with --pairs"
+            )
 
         # ---- model ---------------------------------------------------------------------------------------
         model = model if model is not None else build_model(cfg.model)
         absent = [m for m in needed if m not in model.modalities]
         if absent:
-            raise DataError(f"model has no {', '.join(absent)} tower but the config trains {', '.join(pairs)}")
+            raise DataError(
+                f"model has no {', '.join(absent)} tower but the config trains {', '.join(pairs)}"
+            )
         model.to(dist.device)
         if tc.grad_checkpointing:
             model.set_grad_checkpointing(True)
         use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and dist.device.type == "cuda")
 
-        loader = build_loader(ds.lance, model.spec, needed, dc.train_split, tc.batch_size, train=True,
-                              seed=tc.seed, rank=dist.rank, world_size=dist.world_size,
-                              num_workers=dc.num_workers, image_augment=dc.image_augment,
-                              storage_options=dc.storage_options or None)
+        loader = build_loader(
+            ds.lance,
+            model.spec,
+            needed,
+            dc.train_split,
+            tc.batch_size,
+            train=True,
+            seed=tc.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            num_workers=dc.num_workers,
+            image_augment=dc.image_augment,
+            storage_options=dc.storage_options or None,
+        )
         val_loader = _val_loader(build_loader, ds, model, needed, cfg, dist)
         steps_per_epoch = len(loader) // tc.accum_steps
         if steps_per_epoch == 0:
-            raise DataError(f"split '{dc.train_split}' gives fewer than {tc.accum_steps} batches of "
-                            f"{tc.batch_size}; lower --batch-size or accum_steps")
+            raise DataError(
+                f"split '{dc.train_split}' gives fewer than {tc.accum_steps} batches of "
+                f"{tc.batch_size}; lower --batch-size or accum_steps"
+            )
         total_steps = tc.max_steps or tc.epochs * steps_per_epoch
 
         optimizer = build_optimizer(model, tc, lr_scale)
         scheduler = build_scheduler(optimizer, tc, total_steps)
-        loss_fn = ContrastiveLoss([p.replace("-", "_") for p in pairs], _pair_weights(tc.pair_weights), tc.loss)
+        loss_fn = ContrastiveLoss(
+            [p.replace("-", "_") for p in pairs], _pair_weights(tc.pair_weights), tc.loss
+        )
         params = [p for g in optimizer.param_groups for p in g["params"]]
 
         # ---- resume: model, optimiser, schedule, RNG and data position -----------------------------------
-        state: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "best_step": 0,
-                                 "best_metric": None}
+        state: dict[str, Any] = {
+            "step": 0,
+            "epoch": 0,
+            "batch": 0,
+            "samples": 0,
+            "best_step": 0,
+            "best_metric": None,
+        }
         if resume and (ckpt := run.latest_checkpoint()) is not None:
             state, extra = read_checkpoint_state(ckpt)
             load_state(model, ckpt / "model.safetensors")
@@ -135,19 +159,38 @@ def train(
         net: nn.Module = model
         if dist.world_size > 1:
             net = nn.parallel.DistributedDataParallel(
-                model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                model,
+                device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         if tc.compile:
             net = torch.compile(net)
         if main:
-            run.write_status("running", step=state["step"], total_steps=total_steps, world_size=dist.world_size)
-            _emit(run, on_event, {"kind": "start", "step": state["step"], "total_steps": total_steps,
-                                  "epoch": state["epoch"], "world_size": dist.world_size,
-                                  "params": sum(p.numel() for p in model.parameters()),
-                                  "trainable": sum(p.numel() for p in params)})
+            run.write_status(
+                "running", step=state["step"], total_steps=total_steps, world_size=dist.world_size
+            )
+            _emit(
+                run,
+                on_event,
+                {
+                    "kind": "start",
+                    "step": state["step"],
+                    "total_steps": total_steps,
+                    "epoch": state["epoch"],
+                    "world_size": dist.world_size,
+                    "params": sum(p.numel() for p in model.parameters()),
+                    "trainable": sum(p.numel() for p in params),
+                },
+            )
 
-        bar = tqdm(total=total_steps, initial=state["step"], disable=not (main and progress), unit="step",
-                   dynamic_ncols=True, desc="train")
+        bar = tqdm(
+            total=total_steps,
+            initial=state["step"],
+            disable=not (main and progress),
+            unit="step",
+            dynamic_ncols=True,
+            desc="train",
+        )
         bad_in_a_row, window = 0, _Window()
         stopped = False
 
@@ -163,8 +206,10 @@ def train(
                 for i, batch in enumerate(micro):
                     batch = _to_device(batch, dist.device)
                     sync = i == len(micro) - 1 or dist.world_size == 1
-                    with (nullcontext() if sync else net.no_sync()), torch.autocast(
-                            dist.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    with (
+                        nullcontext() if sync else net.no_sync(),
+                        torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_bf16),
+                    ):
                         features = net(batch)
                         loss, per_pair = loss_fn(features, _masks(batch), model.logit_scale, model.logit_bias)
                     finite = _all_finite(loss, dist)
@@ -173,17 +218,23 @@ def train(
                     (loss / len(micro)).backward()
                     for k, v in per_pair.items():
                         step_loss[k] = step_loss.get(k, 0.0) + float(v) / len(micro)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if finite else math.nan
+                grad_norm = (
+                    float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if finite else math.nan
+                )
                 if finite and math.isfinite(grad_norm):
                     optimizer.step()
                     bad_in_a_row = 0
                 else:
                     bad_in_a_row += 1
-                    warnings.warn(f"step {state['step']}: non-finite loss or gradient, step skipped", stacklevel=1)
+                    warnings.warn(
+                        f"step {state['step']}: non-finite loss or gradient, step skipped", stacklevel=1
+                    )
                     if bad_in_a_row >= tc.max_bad_steps:
-                        raise TrainingError(f"loss or gradients were NaN/inf for {bad_in_a_row} steps in a row "
-                                            f"(step {state['step']}); lower the learning rate (now {tc.lr:g}) "
-                                            "or check the data")
+                        raise TrainingError(
+                            f"loss or gradients were NaN/inf for {bad_in_a_row} steps in a row "
+                            f"(step {state['step']}); lower the learning rate (now {tc.lr:g}) "
+                            "or check the data"
+                        )
                 scheduler.step()
                 with torch.no_grad():
                     for p in model.logit_scale.values():
@@ -197,26 +248,40 @@ def train(
                 bar.update(1)
 
                 if main and (state["step"] % tc.log_every == 0 or state["step"] == total_steps):
-                    event = {"kind": "train", "step": state["step"], "epoch": state["epoch"],
-                             "loss": sum(_pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()),
-                             **{f"loss/{k}": v for k, v in step_loss.items()},
-                             "lr": scheduler.get_last_lr()[0],
-                             **{f"logit_scale/{k}": float(p.detach().exp()) for k, p in model.logit_scale.items()},
-                             "grad_norm": grad_norm, **window.rates(), "mem_gb": _memory_gb(dist)}
+                    event = {
+                        "kind": "train",
+                        "step": state["step"],
+                        "epoch": state["epoch"],
+                        "loss": sum(
+                            _pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()
+                        ),
+                        **{f"loss/{k}": v for k, v in step_loss.items()},
+                        "lr": scheduler.get_last_lr()[0],
+                        **{f"logit_scale/{k}": float(p.detach().exp()) for k, p in model.logit_scale.items()},
+                        "grad_norm": grad_norm,
+                        **window.rates(),
+                        "mem_gb": _memory_gb(dist),
+                    }
                     _emit(run, on_event, event)
                     bar.set_postfix(loss=f"{event['loss']:.3f}", sps=f"{event['samples_per_s']:.0f}")
 
                 at_epoch_end = state["batch"] + tc.accum_steps > len(loader)
-                if val_loader is not None and ((tc.val_every and state["step"] % tc.val_every == 0)
-                                               or (not tc.val_every and at_epoch_end)
-                                               or state["step"] == total_steps):
+                if val_loader is not None and (
+                    (tc.val_every and state["step"] % tc.val_every == 0)
+                    or (not tc.val_every and at_epoch_end)
+                    or state["step"] == total_steps
+                ):
                     metrics = _validate(net, model, val_loader, loss_fn, dist, use_bf16, validate)
                     if main:
-                        _emit(run, on_event, {"kind": "val", "step": state["step"], "epoch": state["epoch"],
-                                              **metrics})
+                        _emit(
+                            run,
+                            on_event,
+                            {"kind": "val", "step": state["step"], "epoch": state["epoch"], **metrics},
+                        )
                         _track_best(state, metrics, tc, run, model, optimizer, scheduler)
                     if tc.early_stop_patience and _agree(
-                            main and state.get("since_best", 0) >= tc.early_stop_patience, dist):
+                        main and state.get("since_best", 0) >= tc.early_stop_patience, dist
+                    ):
                         state["early_stopped"] = True
 
                 stop_now = _agree(stop.is_set(), dist) or state.get("early_stopped", False)
@@ -240,13 +305,23 @@ def train(
                 (run.checkpoints / "latest").write_text(best_dir.name)
         stopped = stopped and not state.get("early_stopped", False)
         if main:
-            run.write_status("stopped" if stopped else "finished", step=state["step"], total_steps=total_steps)
-            _emit(run, on_event, {"kind": "stopped" if stopped else "end", "step": state["step"],
-                                  "epoch": state["epoch"]})
+            run.write_status(
+                "stopped" if stopped else "finished", step=state["step"], total_steps=total_steps
+            )
+            _emit(
+                run,
+                on_event,
+                {"kind": "stopped" if stopped else "end", "step": state["step"], "epoch": state["epoch"]},
+            )
         best = state.get("best_metric")
-        return TrainResult(run=run, step=state["step"], stopped=stopped,
-                           last=(run.metrics("train") or [{}])[-1] if main else {},
-                           best_step=state.get("best_step", 0), best_metric=best if best is not None else math.nan)
+        return TrainResult(
+            run=run,
+            step=state["step"],
+            stopped=stopped,
+            last=(run.metrics("train") or [{}])[-1] if main else {},
+            best_step=state.get("best_step", 0),
+            best_metric=best if best is not None else math.nan,
+        )
     except BaseException as exc:
         if main and run.path.exists() and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
             run.write_status("failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -257,6 +332,7 @@ def train(
 
 
 # ---- helpers, in the order the loop uses them ------------------------------------------------------------
+
 
 def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     """SIGTERM/SIGINT set the stop event: the loop checkpoints after the current step and returns."""
@@ -279,16 +355,27 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _val_loader(build_loader: Callable, ds: Any, model: nn.Module, needed: list[str], cfg: RunConfig,
-                dist: DistInfo) -> Any:
+def _val_loader(
+    build_loader: Callable, ds: Any, model: nn.Module, needed: list[str], cfg: RunConfig, dist: DistInfo
+) -> Any:
     """A loader over the validation split, or None when the dataset has no such rows."""
     if not cfg.data.val_split or len(ds.split_indices(cfg.data.val_split)) == 0:
         return None
     n_val = len(ds.split_indices(cfg.data.val_split))
-    return build_loader(ds.lance, model.spec, needed, cfg.data.val_split,
-                        min(cfg.train.batch_size, max(1, n_val // dist.world_size)), train=False,
-                        seed=cfg.train.seed, rank=dist.rank, world_size=dist.world_size, num_workers=0,
-                        drop_last=True, storage_options=cfg.data.storage_options or None)
+    return build_loader(
+        ds.lance,
+        model.spec,
+        needed,
+        cfg.data.val_split,
+        min(cfg.train.batch_size, max(1, n_val // dist.world_size)),
+        train=False,
+        seed=cfg.train.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        num_workers=0,
+        drop_last=True,
+        storage_options=cfg.data.storage_options or None,
+    )
 
 
 def _pair_weights(weights: dict[str, float]) -> dict[str, float]:
@@ -309,8 +396,11 @@ class _Window:
 
     def rates(self) -> dict[str, float]:
         elapsed = max(1e-9, time.perf_counter() - self.t0)
-        out = {"samples_per_s": self.samples / elapsed, "data_wait_frac": min(1.0, self.wait / elapsed),
-               "time": time.time()}
+        out = {
+            "samples_per_s": self.samples / elapsed,
+            "data_wait_frac": min(1.0, self.wait / elapsed),
+            "time": time.time(),
+        }
         self.reset()
         return out
 
@@ -355,8 +445,15 @@ def _agree(flag: bool, dist: DistInfo) -> bool:
 
 
 @torch.no_grad()
-def _validate(net: nn.Module, model: nn.Module, loader: Any, loss_fn: ContrastiveLoss, dist: DistInfo,
-              use_bf16: bool, validate: Validate | None) -> dict[str, float]:
+def _validate(
+    net: nn.Module,
+    model: nn.Module,
+    loader: Any,
+    loss_fn: ContrastiveLoss,
+    dist: DistInfo,
+    use_bf16: bool,
+    validate: Validate | None,
+) -> dict[str, float]:
     """Mean contrastive loss per pair over the validation split, plus any extra metrics."""
     model.eval()
     sums: dict[str, float] = {}
@@ -378,15 +475,18 @@ def _validate(net: nn.Module, model: nn.Module, loader: Any, loss_fn: Contrastiv
     return out
 
 
-def _track_best(state: dict, metrics: dict, tc: Any, run: RunDir, model: nn.Module, optimizer: Any,
-                scheduler: Any) -> None:
+def _track_best(
+    state: dict, metrics: dict, tc: Any, run: RunDir, model: nn.Module, optimizer: Any, scheduler: Any
+) -> None:
     """Remember the best value of the early-stopping metric and keep its checkpoint."""
     name = tc.early_stop_metric
     if not name:
         return
     if name not in metrics:
-        raise TrainingError(f"early-stopping metric {name!r} is not among the validation metrics: "
-                            f"{', '.join(sorted(metrics))}")
+        raise TrainingError(
+            f"early-stopping metric {name!r} is not among the validation metrics: "
+            f"{', '.join(sorted(metrics))}"
+        )
     value, best = metrics[name], state.get("best_metric")
     better = best is None or (value > best if tc.early_stop_mode == "max" else value < best)
     if better:
@@ -401,15 +501,19 @@ def _checkpoint(run: RunDir, model: nn.Module, optimizer: Any, scheduler: Any, s
     extra = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state()}
     from mmpt.models.checkpoint import save_model
 
-    return run.save_checkpoint(state["step"], lambda folder: save_model(model, folder), extra, state,
-                               keep=keep)
+    return run.save_checkpoint(
+        state["step"], lambda folder: save_model(model, folder), extra, state, keep=keep
+    )
 
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:

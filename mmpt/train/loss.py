@@ -29,7 +29,7 @@ Heads = Mapping[str, torch.Tensor] | nn.ParameterDict
 
 
 def canonical_pair(name: str) -> str:
-    """"image-text", "text_image", ... -> the canonical pair name ("image_text")."""
+    """ "image-text", "text_image", ... -> the canonical pair name ("image_text")."""
     parts = name.strip().replace("-", "_").split("_")
     if len(parts) == 2 and all(p in MODALITIES for p in parts):
         for pair in PAIRS:

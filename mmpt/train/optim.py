@@ -18,7 +18,9 @@ def no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or "logit_" in name or name.endswith(".bias")
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float, lr_scale: LrScale | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, weight_decay: float, lr: float, lr_scale: LrScale | None = None
+) -> list[dict]:
     """Trainable parameters grouped by (decay, lr multiplier); frozen ones (requires_grad False) are left out."""
     groups: dict[tuple[bool, float], dict] = {}
     for name, p in model.named_parameters():
@@ -28,8 +30,16 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, lr_scale: LrS
         scale = lr_scale(name) if lr_scale else 1.0
         if scale == 0.0:
             continue
-        g = groups.setdefault((decay, scale), {"params": [], "names": [], "weight_decay": weight_decay if decay else 0.0,
-                                               "lr": lr * scale, "lr_scale": scale})
+        g = groups.setdefault(
+            (decay, scale),
+            {
+                "params": [],
+                "names": [],
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * scale,
+                "lr_scale": scale,
+            },
+        )
         g["params"].append(p)
         g["names"].append(name)
     return [{k: v for k, v in g.items() if k != "names"} for g in groups.values()]
@@ -56,7 +66,9 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.0) ->
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule; each group keeps its own multiplier (per-tower / layer-wise lr) via its base lr."""
     warmup = min(cfg.warmup_steps, max(0, total_steps // 5))
     return torch.optim.lr_scheduler.LambdaLR(

@@ -54,7 +54,9 @@ def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
     return result
 
 
-def resume(run: str | Path, *, data: str | None = None, model: str | None = None, **kwargs: Any) -> TrainResult:
+def resume(
+    run: str | Path, *, data: str | None = None, model: str | None = None, **kwargs: Any
+) -> TrainResult:
     """Continue a stopped or killed run exactly where its latest checkpoint left it."""
     run_dir = RunDir.open(run)
     cfg = load_config(run_dir.config_path)
@@ -64,7 +66,9 @@ def resume(run: str | Path, *, data: str | None = None, model: str | None = None
         from mmpt.models.presets import resolve_model_config
 
         if resolve_model_config(model).to_dict() != cfg.model.to_dict():
-            raise ConfigError(f"{run} was made with model {cfg.model.name!r}, not {model!r}; start a new run instead")
+            raise ConfigError(
+                f"{run} was made with model {cfg.model.name!r}, not {model!r}; start a new run instead"
+            )
     if run_dir.latest_checkpoint() is None:
         raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again without --resume")
     result = train(cfg, run_dir, resume=True, **kwargs)

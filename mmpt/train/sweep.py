@@ -83,10 +83,16 @@ def plan_jobs(grid: dict[str, list[str]], random_n: int = 0, seed: int = 0) -> l
     else:
         ranged = [k for k in keys if any(":" in v for v in grid[k])]
         if ranged:
-            raise ConfigError(f"ranges ({', '.join(ranged)}) need --random N: a grid takes listed values only")
-        points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
-    return [SweepJob(f"{i:02d}-" + "-".join(f"{k}{_slug(v)}" for k, v in p.items()), p)
-            for i, p in enumerate(points)]
+            raise ConfigError(
+                f"ranges ({', '.join(ranged)}) need --random N: a grid takes listed values only"
+            )
+        points = [
+            dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))
+        ]
+    return [
+        SweepJob(f"{i:02d}-" + "-".join(f"{k}{_slug(v)}" for k, v in p.items()), p)
+        for i, p in enumerate(points)
+    ]
 
 
 def _sample(key: str, value: str, rng: random.Random) -> str:
@@ -160,9 +166,16 @@ def run_sweep(
         except MmptError as exc:
             status, error = "failed", str(exc).splitlines()[0]
             echo(f"  failed: {error}")
-        rows.append({**asdict(job), "run": str(run), "status": status, "error": error,
-                     "metric": metric_value(run, metric) if status == "ok" else None,
-                     "seconds": round(time.perf_counter() - t0, 1)})
+        rows.append(
+            {
+                **asdict(job),
+                "run": str(run),
+                "status": status,
+                "error": error,
+                "metric": metric_value(run, metric) if status == "ok" else None,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
     scored = [r for r in rows if r["metric"] is not None]
     best = (max if mode == "max" else min)(scored, key=lambda r: r["metric"])["name"] if scored else None
     results = {"metric": metric, "mode": mode, "best": best, "jobs": rows}
@@ -191,9 +204,24 @@ def format_results(results: dict[str, Any]) -> str:
     rows = []
     for r in results["jobs"]:
         value = "-" if r["metric"] is None else f"{r['metric']:.4f}"
-        rows.append(["*" if r["name"] == results["best"] else "", r["name"], *(r["params"].get(k, "") for k in keys),
-                     value, f"{r['seconds']:.0f}", r["status"] if not r["error"] else f"failed: {r['error']}"])
+        rows.append(
+            [
+                "*" if r["name"] == results["best"] else "",
+                r["name"],
+                *(r["params"].get(k, "") for k in keys),
+                value,
+                f"{r['seconds']:.0f}",
+                r["status"] if not r["error"] else f"failed: {r['error']}",
+            ]
+        )
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
-    best = f"best: {results['best']} ({results['mode']} {results['metric']})" if results["best"] else "no job finished"
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]
+    best = (
+        f"best: {results['best']} ({results['mode']} {results['metric']})"
+        if results["best"]
+        else "no job finished"
+    )
     return "\n".join([*lines, best])

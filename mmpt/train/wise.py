@@ -35,7 +35,9 @@ def interpolate(
         if pre is None or not ft.is_floating_point() or alpha == 1.0:
             out[name] = ft.clone()
         elif pre.shape != ft.shape:
-            raise ConfigError(f"cannot interpolate {name}: pretrained {tuple(pre.shape)} vs fine-tuned {tuple(ft.shape)}")
+            raise ConfigError(
+                f"cannot interpolate {name}: pretrained {tuple(pre.shape)} vs fine-tuned {tuple(ft.shape)}"
+            )
         elif alpha == 0.0:
             out[name] = pre.to(ft.dtype).clone()
         else:
@@ -48,8 +50,9 @@ def wise_name(alpha: float) -> str:
     return f"wise-{alpha:g}"
 
 
-def wise_model(pretrained: nn.Module, finetuned: nn.Module, alpha: float,
-               fresh: Iterable[str] = ()) -> nn.Module:
+def wise_model(
+    pretrained: nn.Module, finetuned: nn.Module, alpha: float, fresh: Iterable[str] = ()
+) -> nn.Module:
     """A model built like `finetuned` holding the interpolated weights (neither input is changed);
     `fresh` names parameters that were newly initialised, not pretrained (they keep the fine-tuned value)."""
     from mmpt.models import build_model
