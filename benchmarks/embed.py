@@ -33,8 +33,9 @@ from pathlib import Path
 import torch
 
 from mmpt.data.loader import build_loader
-from mmpt.embed.api import Encoder, embed_run, load_model
+from mmpt.embed.api import embed_run
 from mmpt.embed.compute import _embed_batch, pick_device
+from mmpt.embed.encoder import Encoder, load_model
 from mmpt.models import build_model, preset_config, save_model
 from mmpt.store.dataset import open_dataset
 from mmpt.store.synthetic import make_demo_dataset

@@ -13,7 +13,7 @@ _API: dict[str, str] = {
     "ingest": "mmpt.store.ingest:ingest",
     "open_dataset": "mmpt.store.dataset:open_dataset",
     "demo_frame": "mmpt.store.synthetic:demo_frame",
-    "load_model": "mmpt.embed.api:load_model",
+    "load_model": "mmpt.embed.encoder:load_model",
     "embeddings": "mmpt.embed.api:embeddings",
     "pretrain": "mmpt.api:pretrain",
     "finetune": "mmpt.api:finetune",

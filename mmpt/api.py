@@ -302,7 +302,8 @@ def project(
         return _job(
             "project", run, _given(data=str(data), modality=modality, method=method, seed=seed, name=name)
         )
-    from mmpt.embed.api import ensure_embedded, run_name
+    from mmpt.embed.api import ensure_embedded
+    from mmpt.embed.encoder import run_name
     from mmpt.embed.projections import project as run_project
 
     ensure_embedded(str(run), str(data), modality, name=name, progress=progress)

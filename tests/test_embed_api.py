@@ -18,8 +18,9 @@ from PIL import Image
 
 import mmpt
 from mmpt.embed import columns
-from mmpt.embed.api import embed_run, load_model, run_name, search_run, search_text
+from mmpt.embed.api import embed_run, search_run, search_text
 from mmpt.embed.compute import prefetched
+from mmpt.embed.encoder import load_model, run_name
 from mmpt.embed.export import EmbeddingWriter, staging_uri
 from mmpt.errors import ConfigError, DataError
 from mmpt.models import build_model, preset_config, save_model

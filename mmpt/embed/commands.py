@@ -65,8 +65,9 @@ def embed_command(
     quiet: bool,
 ) -> None:
     """Write emb_<run>_<modality> columns into the dataset (resumable), optionally export them."""
-    from mmpt.embed.api import embed_run, embedded_rows, run_name
+    from mmpt.embed.api import embed_run, embedded_rows
     from mmpt.embed.columns import as_lance, run_tag
+    from mmpt.embed.encoder import run_name
     from mmpt.embed.export import export
     from mmpt.store.schema import embedding_column
 
@@ -233,7 +234,8 @@ def project_command(
     """2-D projection (and k-means clusters) of a run's embeddings, cached as dataset columns."""
     import numpy as np
 
-    from mmpt.embed.api import ensure_embedded, run_name
+    from mmpt.embed.api import ensure_embedded
+    from mmpt.embed.encoder import run_name
     from mmpt.embed.projections import clusters, project
 
     column_name = run_name(run, name)

@@ -50,8 +50,8 @@ def query_kind(query: Any, kind: str | None) -> tuple[str, Any]:
 def embed_query(
     run_dir: Path, query: Any, kind: str | None, sample_rate: int | None, device: str = "auto"
 ) -> tuple[str, np.ndarray]:
-    """(kind, unit vector [D]) of a query, embedded by the run's `Encoder` (`mmpt.embed.api.load_model`)."""
-    from mmpt.embed.api import load_model
+    """(kind, unit vector [D]) of a query, embedded by the run's `Encoder` (`mmpt.embed.encoder.load_model`)."""
+    from mmpt.embed.encoder import load_model
 
     kind, value = query_kind(query, kind)
     if kind == "text" and not str(value).strip():

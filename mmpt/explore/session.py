@@ -79,7 +79,7 @@ class Explorer:
         device: str = "auto",
         progress: bool = True,
     ) -> None:
-        from mmpt.embed.api import run_name
+        from mmpt.embed.encoder import run_name
 
         self.run_dir: Path | None = Path(run) if Path(run).exists() else None
         self.name = run_name(run, name) if self.run_dir is not None else check_run_name(name or str(run))
@@ -401,7 +401,7 @@ class Explorer:
     ) -> pd.DataFrame:
         """The k points nearest to a text, an image (path, PIL, bytes) or a sound (path, bytes, waveform).
 
-        The query is embedded with the run's model (`mmpt.embed.api.load_model`). `modality` defaults to
+        The query is embedded with the run's model (`mmpt.embed.encoder.load_model`). `modality` defaults to
         every explored modality other than the query's own. A str is text unless it names an existing image
         or audio file; `kind` ("text", "image", "audio") overrides the guess. Returns id, modality, score,
         label, point.
