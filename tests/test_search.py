@@ -109,10 +109,10 @@ def test_index_above_threshold(tmp_path):
     assert [h[0].id for h in indexed] == ["r0003", "r0400", "r0999"]
     assert all(h[0].score > 0.99 for h in indexed)
     exact = search(uri, COL, queries, k=5, exact=True)
-    overlap = np.mean(
-        [len({h.id for h in a} & {h.id for h in b}) / 5 for a, b in zip(indexed, exact, strict=True)]
-    )
-    assert overlap >= 0.8
+    # recall@5 of the approximate index over the 3 queries, counted in whole hits (a mean of fifths rounds
+    # 12/15 to 0.7999...): at least 12 of the 15 exact neighbours
+    shared = sum(len({h.id for h in a} & {h.id for h in b}) for a, b in zip(indexed, exact, strict=True))
+    assert shared >= 12
     [val] = search(uri, COL, queries[1], k=5, split="val", exclude_ids=["r0400"])
     assert {h.split for h in val} == {"val"} and "r0400" not in {h.id for h in val}
     with pytest.raises(DataError, match="k=300 is larger than the 299 rows searched"):
