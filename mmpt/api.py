@@ -51,10 +51,14 @@ def pretrain(
     num_workers: int | None = None,
     config: PathLike | None = None,
     set: list[str] | None = None,  # noqa: A002 - the CLI's --set
+    restart: bool = False,
+    report_to: str | list[str] | None = None,
     background: bool = False,
     progress: bool = True,
 ) -> TrainResult | Job:
-    """Pretrain a model on a Lance dataset into the run folder `run` (`mmpt pretrain`).
+    """Pretrain a model on a Lance dataset into the run folder `run` (`mmpt pretrain`); `restart=True` starts
+    over in a folder that already holds a run (`--restart`: its checkpoints and metrics are deleted first).
+    `report_to="tensorboard,wandb"` also sends every metrics event to those trackers (docs/tracking.md).
 
     >>> job = mmpt.pretrain("corpus.lance", "runs/r1", model="tiny", epochs=3, background=True)
     >>> job.progress()["step"], job.stop()
@@ -74,17 +78,21 @@ def pretrain(
         num_workers=num_workers,
         config=config and str(config),
         set=set,
+        restart=restart,
+        report_to=report_to,
     )
     if background:
         return _job("pretrain", run, params)
     from mmpt.jobs.argv import cli_args, parse
     from mmpt.train.commands import apply_data_flags, train_fields
     from mmpt.train.pretrain import pretrain as run_pretrain
-    from mmpt.train.pretrain import resolve_config
+    from mmpt.train.pretrain import resolve_config, saved_config
 
     # the settings go through `mmpt pretrain`'s own parser: the same names, defaults and one-line errors
     kw = parse("pretrain", cli_args("pretrain", run, params))
+    base = saved_config(run, data=kw["data"]) if restart and not kw["config_file"] else None
     cfg = resolve_config(
+        base,
         config_file=kw["config_file"],
         data=kw["data"],
         model=kw["model"],
@@ -92,7 +100,7 @@ def pretrain(
         **train_fields(kw),
     )
     apply_data_flags(cfg, kw)
-    return run_pretrain(cfg, run, progress=progress)
+    return run_pretrain(cfg, run, restart=restart, progress=progress)
 
 
 def resume(
@@ -259,6 +267,8 @@ def search(
 ) -> pd.DataFrame:
     """The k rows of `modality` nearest to a text `query`, an `image`, an `audio` clip or a row (`mmpt search`).
 
+    `.attrs["note"]` says how many rows the search could not cover (appended after the run embedded), or None.
+
     >>> mmpt.search("runs/r1", "corpus.lance", "a dog barking", modality="audio", k=5)
     """
     import pandas as pd
@@ -279,7 +289,9 @@ def search(
         device=device,
         progress=progress,
     )
-    return pd.DataFrame([h.to_dict() for h in hits], columns=["id", "score", "text", "label", "split"])
+    frame = pd.DataFrame([h.to_dict() for h in hits], columns=["id", "score", "text", "label", "split"])
+    frame.attrs["note"] = hits.note  # rows not searched (appended after the run embedded), or None
+    return frame
 
 
 def project(

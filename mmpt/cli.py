@@ -32,7 +32,7 @@ HELP = {
     "data": "Inspect a dataset (data info).",
     "pretrain": "Pretrain a contrastive text-image-audio model from a Lance dataset.",
     "finetune": "Fine-tune pretrained weights (contrastive or classification).",
-    "sweep": "Grid or random search over fine-tuning hyperparameters.",
+    "sweep": "Search fine-tuning hyperparameters with Optuna (TPE, grid, random; pruning).",
     "eval": "Evaluate a run: zero-shot, retrieval, label match, probes.",
     "embed": "Write embedding columns into the dataset or export them.",
     "search": "Nearest-neighbour search across modalities.",
@@ -97,13 +97,31 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except (OSError, ImportError, RuntimeError) as exc:
-        # A compiled dependency that fails to load (a torch/torchaudio mismatch) is one line with its fix.
-        line = broken_environment(exc)
+    except BaseException as exc:  # noqa: BLE001 - Lance panics are BaseExceptions; others are re-raised
+        line = one_line(exc, sys.argv[1:] if argv is None else argv)
         if line is None:
             raise
         click.echo(f"error: {line}", err=True)
         sys.exit(1)
+
+
+def one_line(exc: BaseException, argv: list[str] | None = None) -> str | None:
+    """One line for what the verbs do not turn into MmptError themselves, else None (a real bug: traceback).
+
+    A damaged Lance file met anywhere (training, eval...) names the file and `mmpt data verify --repair`;
+    a compiled dependency that fails to load (a torch/torchaudio mismatch) says how to fix it.
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+        return None
+    from mmpt.store.integrity import damage_line
+
+    args = list(argv or [])
+    data = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--data"), None)
+    data = next((a.split("=", 1)[1] for a in args if a.startswith("--data=")), data)
+    line = damage_line(exc, data)
+    if line is None and isinstance(exc, OSError | ImportError | RuntimeError):
+        line = broken_environment(exc)
+    return line
 
 
 def broken_environment(exc: BaseException) -> str | None:

@@ -60,3 +60,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write and print the fault suite's tally (tests/artefacts/fault-summary.json) when fault tests ran."""
+    from pathlib import Path
+
+    import fault_tally
+
+    path = fault_tally.write(Path(__file__).parent / "artefacts")
+    if path is not None:
+        print(f"\nfault suite: {path.read_text()}")

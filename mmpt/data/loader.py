@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Generator, Iterator
 from typing import Any, Protocol, runtime_checkable
@@ -17,13 +19,20 @@ from mmpt.data.reader import FAILURES, LanceBatchReader
 from mmpt.data.sampler import ShardedBatchSampler, split_positions
 from mmpt.errors import DataError
 from mmpt.models.spec import InputSpec
+from mmpt.store.parent_watch import FORKSERVER_OWNER, die_with, owner
 from mmpt.store.schema import MODALITIES
 
 # Modules the forkserver imports once; each worker is then forked from it with torch, Lance and open_clip
 # already loaded, instead of importing them itself (about 4 s of CPU per worker on a small machine).
-WORKER_PRELOAD = ["mmpt.data.reader", "open_clip"]
+# The first one makes the server end with the process that started it (mmpt.data.forkserver_watch).
+WORKER_PRELOAD = ["mmpt.data.forkserver_watch", "mmpt.data.reader", "open_clip"]
 
 log = logging.getLogger(__name__)
+
+
+def _die_with(pid: int, start: float | None, worker_id: int) -> None:
+    """worker_init_fn: end this worker when the process that built the loader is gone (even by SIGKILL)."""
+    die_with(pid, start)
 
 
 def _whole_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -103,6 +112,8 @@ class BatchLoader:
             collate_fn=_whole_batch,  # type: ignore[arg-type]
             num_workers=self.num_workers,
             multiprocessing_context=worker_context() if workers else None,
+            # forked by the forkserver, a worker would outlive a killed trainer: it watches the trainer itself
+            worker_init_fn=functools.partial(_die_with, *owner()) if workers else None,
             persistent_workers=workers,
             prefetch_factor=2 if workers else None,
             pin_memory=torch.cuda.is_available(),
@@ -191,6 +202,10 @@ def worker_context() -> multiprocessing.context.BaseContext:
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(WORKER_PRELOAD)
+    pid, start = owner()
+    os.environ[FORKSERVER_OWNER] = (
+        f"{pid}:{'' if start is None else repr(start)}"  # read by the server's preload
+    )
     from multiprocessing import forkserver
 
     forkserver.ensure_running()

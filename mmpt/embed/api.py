@@ -29,16 +29,19 @@ from mmpt.embed.encoder import (
     run_name,
 )
 from mmpt.errors import ConfigError, DataError
+from mmpt.store.integrity import reads_dataset
 from mmpt.store.schema import ID, embedding_column
 
 if TYPE_CHECKING:
     import lance
 
+    from mmpt.embed.search import SearchResult
     from mmpt.store.dataset import MmptDataset
 
 log = logging.getLogger(__name__)
 
 
+@reads_dataset("dataset")
 def embeddings(
     dataset: Any, run: str | Path, modality: str, format: str = "numpy", split: str | None = None
 ) -> tuple[Any, Any]:
@@ -112,6 +115,7 @@ def _plan(
     return counts, sorted(groups, key=lambda g: int(g[1][0]))
 
 
+@reads_dataset("data")
 def embed_run(
     run: str | Path,
     data: Any,
@@ -198,6 +202,7 @@ def embed_run(
     return written
 
 
+@reads_dataset("data")
 def embedded_rows(data: Any, run: str | Path, modality: str) -> int:
     """How many rows hold a run's embedding of `modality` (0 without the column); `run` is a folder or a name."""
     column = embedding_column(as_run_name(run), modality)
@@ -241,6 +246,7 @@ def _row_vector(uri: str, column: str, row_id: str) -> np.ndarray:
     return np.asarray(value, np.float32)
 
 
+@reads_dataset("data")
 def search_run(
     run: str | Path,
     data: Any,
@@ -258,11 +264,13 @@ def search_run(
     index_threshold: int | None = None,
     device: str = "auto",
     progress: bool = True,
-) -> list:
+) -> SearchResult:
     """The k rows whose `modality` embedding is nearest (cosine) to one query: a text, an image, a sound or a row.
 
     A row-id query uses that row's stored embedding of `from_modality` (default: `modality`) and leaves
     the row itself out. Missing columns are embedded first; a vector index is used above `index_threshold`.
+    Rows added after the run embedded the dataset are not searched: the result's `note` says how many
+    (and is logged as a warning).
     """
     from mmpt.embed.search import INDEX_THRESHOLD, ensure_index, search
 
@@ -297,7 +305,11 @@ def search_run(
             query = encoder.embed_audio([audio])[0]
     ensure_index(uri, column, INDEX_THRESHOLD if index_threshold is None else index_threshold)
     exclude = [row_id] if row_id is not None else []
-    return search(uri, column, query, k, split=split, label=label, exclude_ids=exclude)[0]
+    result = search(uri, column, query, k, split=split, label=label, exclude_ids=exclude)[0]
+    result.run = str(run)
+    if result.note:
+        log.warning("%s", result.note)
+    return result
 
 
 def search_text(
@@ -309,7 +321,7 @@ def search_text(
     split: str | None = None,
     label: str | None = None,
     **kwargs: Any,
-) -> list:
+) -> SearchResult:
     """The k rows of `modality` nearest to a text query (see `search_run`)."""
     return search_run(run, data, text=query, modality=modality, k=k, split=split, label=label, **kwargs)
 

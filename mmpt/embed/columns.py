@@ -3,8 +3,9 @@
 Writes go through two Lance operations that touch only the vector column's own data files:
 `merge` (a new column, one file per fragment) and per-fragment `update_columns` committed as one
 `Update(update_mode="rewrite_columns")` (an existing column, only the fragments holding the given ids).
-`merge_insert` is never used: it rewrites whole rows, blobs included. Every write is one commit,
-retried from the latest version when another writer got there first.
+`merge_insert` is never used: it rewrites whole rows, blobs included. Every write is one commit, made
+under the dataset's write lock (mmpt.store.lock: appends and other column writes by mmpt wait for it) and
+retried from the latest version when a writer outside mmpt got there first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lance.commit import CommitConflictError
 
-from mmpt.errors import DataError
+from mmpt.errors import ConfigError, DataError
+from mmpt.store.lock import write_lock
 from mmpt.store.schema import ID, LABEL, SPLIT, embedding_column
 
 T = TypeVar("T")
@@ -61,6 +63,28 @@ def check_run_name(run: str) -> str:
     if not isinstance(run, str) or not RUN_NAME.match(run):
         raise DataError(f"run name {run!r} must be letters, digits, '_' or '-' (it becomes a column name)")
     return run
+
+
+def run_name(run: str | Path, name: str | None = None) -> str:
+    """The name a run's columns carry: `name` if given, else the run folder's name sanitised.
+
+    A checkpoint folder `RUN/checkpoints/step-0000030` is named `<RUN name>-step-0000030`.
+    """
+    if name is not None:
+        return check_run_name(name)
+    path = Path(run).resolve()
+    base = path.name
+    if path.parent.name == "checkpoints" and (path / "model.safetensors").is_file():
+        base = f"{path.parent.parent.name}-{path.name}"
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", base).lstrip("_-")
+    if not clean:
+        raise ConfigError(f"cannot derive a column name from {str(run)!r}; pass a name (--name)")
+    return clean
+
+
+def as_run_name(run: str | Path) -> str:
+    """A run folder (existing path) becomes its derived name; anything else must already be a valid name."""
+    return run_name(run) if Path(run).exists() else check_run_name(str(run))
 
 
 def vector_type(dim: int) -> pa.DataType:
@@ -114,10 +138,16 @@ def is_conflict(exc: BaseException) -> bool:
     )
 
 
-def with_retry(attempt: Callable[[], T], what: str, uri: str, retries: int = 5) -> T:
-    """Run a whole read-then-commit attempt, redoing it on commit conflicts with jittered backoff."""
+def with_retry(attempt: Callable[[], T], what: str, uri: str, retries: int = 5, lock: bool = False) -> T:
+    """Run a whole read-then-commit attempt, redoing it on commit conflicts with jittered backoff.
+
+    With `lock`, each attempt holds the dataset's write lock from its read to its commit.
+    """
     for i in range(retries + 1):
         try:
+            if lock:
+                with write_lock(uri, f"writing {what}"):
+                    return attempt()
             return attempt()
         except OSError as exc:
             if not is_conflict(exc):
@@ -220,7 +250,7 @@ def upsert_column(
             uri, op, read_version=ds.version, storage_options=storage_options
         ).version
 
-    return with_retry(attempt, column, uri, retries)
+    return with_retry(attempt, column, uri, retries, lock=True)
 
 
 def replace_column(
@@ -244,7 +274,7 @@ def replace_column(
         ds.merge(table, left_on=ID, schema=table.schema)
         return ds.version
 
-    return with_retry(attempt, column, uri, retries)
+    return with_retry(attempt, column, uri, retries, lock=True)
 
 
 def tag_version(uri: str, tag: str, version: int, storage_options: dict[str, str] | None = None) -> None:

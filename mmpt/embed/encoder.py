@@ -7,7 +7,6 @@ the run directory's name, sanitised to letters, digits, `_` and `-` (see `run_na
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmpt.embed.columns import check_run_name
+from mmpt.embed.columns import as_run_name, check_run_name, run_name  # noqa: F401  (re-exported)
 from mmpt.errors import ConfigError, DataError
+from mmpt.store.limits import DEFAULT_LIMITS, ReadLimits, Refused
 from mmpt.store.schema import MODALITIES
 
 if TYPE_CHECKING:
@@ -34,28 +34,6 @@ AudioInput = Any  # np.ndarray | torch.Tensor | str | Path | bytes
 # -- run names and checkpoints -----------------------------------------------------------------------
 
 
-def run_name(run: str | Path, name: str | None = None) -> str:
-    """The name a run's columns carry: `name` if given, else the run folder's name sanitised.
-
-    A checkpoint folder `RUN/checkpoints/step-0000030` is named `<RUN name>-step-0000030`.
-    """
-    if name is not None:
-        return check_run_name(name)
-    path = Path(run).resolve()
-    base = path.name
-    if path.parent.name == "checkpoints" and (path / "model.safetensors").is_file():
-        base = f"{path.parent.parent.name}-{path.name}"
-    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", base).lstrip("_-")
-    if not clean:
-        raise ConfigError(f"cannot derive a column name from {str(run)!r}; pass a name (--name)")
-    return clean
-
-
-def as_run_name(run: str | Path) -> str:
-    """A run folder (existing path) becomes its derived name; anything else must already be a valid name."""
-    return run_name(run) if Path(run).exists() else check_run_name(str(run))
-
-
 def checkpoint_dir(run_or_checkpoint: str | Path) -> Path:
     """The checkpoint folder holding the weights: the folder itself, or a run's latest checkpoint."""
     from mmpt.runs import RunDir
@@ -65,10 +43,7 @@ def checkpoint_dir(run_or_checkpoint: str | Path) -> Path:
         return path
     if not path.exists():
         raise ConfigError(f"run not found: {path}")
-    ckpt = RunDir.open(path).latest_checkpoint()
-    if ckpt is None:
-        raise ConfigError(f"{path} has no checkpoint yet")
-    return ckpt
+    return RunDir.open(path).require_checkpoint()  # the newest intact one; corrupt ones are skipped, and said
 
 
 def model_modalities(run_or_checkpoint: str | Path) -> tuple[str, ...]:
@@ -92,7 +67,8 @@ class Encoder:
     """A run's model ready for inference on raw inputs: texts, images (PIL or files), audio (arrays or files).
 
     Every `embed_*` returns L2-normalised float32 [N, D], computed in batches without gradients
-    (bf16 autocast on CUDA). Inputs go through the same eval transforms as the dataset loader.
+    (bf16 autocast on CUDA). Inputs go through the same eval transforms as the dataset loader. Files and
+    encoded bytes are read under `limits` (ingest's read limits: regular files only, size, pixels, audio length).
     """
 
     def __init__(
@@ -102,6 +78,7 @@ class Encoder:
         *,
         batch_size: int = 64,
         source: str = "model",
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         from mmpt.embed.compute import pick_device
 
@@ -112,6 +89,7 @@ class Encoder:
         self.dim = int(model.config.embed_dim)
         self.batch_size = batch_size
         self.source = source
+        self.limits = limits
         self._tokenizer: Tokenizer | None = None
         self._transform: ImageTransform | None = None
 
@@ -154,8 +132,10 @@ class Encoder:
             from mmpt.data.transforms import build_image_transform
 
             self._transform = build_image_transform(self.spec)
-        transform = self._transform
-        return self._encode("image", images, lambda batch: torch.stack([transform(_image(i)) for i in batch]))
+        transform, limits = self._transform, self.limits
+        return self._encode(
+            "image", images, lambda batch: torch.stack([transform(_image(i, limits)) for i in batch])
+        )
 
     def embed_audio(self, clips: Sequence[AudioInput], sample_rate: int | None = None) -> np.ndarray:
         """Waveforms (at the model's rate unless `sample_rate` is given), audio files or bytes -> [N, D].
@@ -169,47 +149,59 @@ class Encoder:
             raise DataError("embed_audio takes a list of clips, not one clip")
 
         def prepare(batch: list[Any]) -> torch.Tensor:
-            waves = [_wave(c, sample_rate, self.spec.sample_rate) for c in batch]
+            waves = [_wave(c, sample_rate, self.spec.sample_rate, self.limits) for c in batch]
             return torch.stack([fit_length(w, self.spec.clip_samples) for w in waves])
 
         return self._encode("audio", clips, prepare)
 
 
-def _image(item: ImageInput) -> Image.Image:
-    """One image input as an RGB PIL image."""
+def _image(item: ImageInput, limits: ReadLimits = DEFAULT_LIMITS) -> Image.Image:
+    """One image input as an RGB PIL image; a file or bytes over the read limits (a decompression bomb, a
+    device such as /dev/zero) is a one-line DataError, found before anything is decoded."""
     from PIL import Image
 
-    from mmpt.data.transforms import decode_image
+    from mmpt.store.media_headers import open_image_checked
 
     if isinstance(item, Image.Image):
         return item.convert("RGB")
-    if isinstance(item, bytes | bytearray):
-        return decode_image(bytes(item))
-    if isinstance(item, str | Path):
-        path = Path(item)
-        if not path.is_file():
-            raise DataError(f"image file not found: {path}")
+    if isinstance(item, bytes | bytearray | str | Path):
+        where = "image (bytes)" if isinstance(item, bytes | bytearray) else f"image {item}"
+        data = bytes(item) if isinstance(item, bytes | bytearray) else _read_file(Path(item), "image", limits)
+        if len(data) > limits.max_blob_bytes:
+            raise DataError(f"{where}: {len(data):,} bytes, over the {limits.max_blob_bytes:,}-byte limit")
         try:
-            return decode_image(path.read_bytes())
+            with open_image_checked(data, limits) as img:
+                return img.convert("RGB")
+        except Refused as refused:
+            raise DataError(f"{where}: {refused.reason}") from None
         except Exception as exc:
-            raise DataError(f"cannot decode image {path}: {exc}") from exc
+            raise DataError(f"cannot decode {where}: {exc}") from exc
     raise DataError(f"expected a PIL image, a path or bytes, got {type(item).__name__}")
 
 
-def _wave(item: AudioInput, sample_rate: int | None, target: int) -> torch.Tensor:
-    """One audio input as a mono float32 waveform at `target` Hz."""
+def _wave(
+    item: AudioInput, sample_rate: int | None, target: int, limits: ReadLimits = DEFAULT_LIMITS
+) -> torch.Tensor:
+    """One audio input as a mono float32 waveform at `target` Hz; files and bytes are checked against the read
+    limits (size, duration and sample count from the header) before decoding."""
     from torchaudio.functional import resample
 
     from mmpt.data.audio import decode_audio
+    from mmpt.store.media_headers import check_audio_bytes
 
     if isinstance(item, str | Path | bytes | bytearray):
-        data = item if isinstance(item, bytes | bytearray) else _read_file(Path(item))
+        where = "audio (bytes)" if isinstance(item, bytes | bytearray) else f"audio {item}"
+        data = bytes(item) if isinstance(item, bytes | bytearray) else _read_file(Path(item), "audio", limits)
+        if len(data) > limits.max_blob_bytes:
+            raise DataError(f"{where}: {len(data):,} bytes, over the {limits.max_blob_bytes:,}-byte limit")
         try:
-            return decode_audio(bytes(data), target)
+            check_audio_bytes(data, limits)
+        except Refused as refused:
+            raise DataError(f"{where}: {refused.reason}") from None
+        try:
+            return decode_audio(data, target)
         except Exception as exc:
-            raise DataError(
-                f"cannot decode audio {item if not isinstance(item, bytes) else '(bytes)'}: {exc}"
-            ) from exc
+            raise DataError(f"cannot decode {where}: {exc}") from exc
     wave = torch.as_tensor(np.asarray(item, dtype=np.float32) if not torch.is_tensor(item) else item).float()
     if wave.ndim == 2:
         wave = wave.mean(dim=int(np.argmin(wave.shape)))
@@ -220,10 +212,15 @@ def _wave(item: AudioInput, sample_rate: int | None, target: int) -> torch.Tenso
     return wave
 
 
-def _read_file(path: Path) -> bytes:
-    if not path.is_file():
-        raise DataError(f"audio file not found: {path}")
-    return path.read_bytes()
+def _read_file(path: Path, modality: str, limits: ReadLimits) -> bytes:
+    """A user-given media file under the read limits: a regular file of at most `limits.max_blob_bytes`
+    (the caller named it, so symlinks are followed)."""
+    from mmpt.store.safe_read import read_path
+
+    try:
+        return read_path(path, limits.max_blob_bytes, what=modality)
+    except Refused as refused:
+        raise DataError(refused.reason) from None
 
 
 _encoders: dict[tuple[str, float, str], Encoder] = {}

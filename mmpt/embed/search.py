@@ -1,5 +1,9 @@
 """Nearest-neighbour search over an embedding column: exact numpy search below a size threshold, a Lance
-vector index above it (`ensure_index`). Scores are cosine similarities."""
+vector index above it (`ensure_index`). Scores are cosine similarities.
+
+A search covers only the rows holding a vector: rows appended since the run embedded the dataset are not
+searched, and every result says how many such rows there are (`SearchResult.coverage` / `.note`).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,78 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         """The hit as a JSON-ready dict (`mmpt search --json`)."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Rows a search over `column` covered (`embedded`) and rows it could not, holding the modality but no
+    vector yet (`missing`: appended after the run embedded the dataset, or undecodable)."""
+
+    column: str
+    embedded: int
+    missing: int
+
+    def note(self, run: str | None = None) -> str | None:
+        """The one-line notice when rows were left out (None when every row is covered); `run` is what to pass
+        to `mmpt embed --run` (default: the run name in the column)."""
+        if not self.missing:
+            return None
+        name, _ = split_column(self.column)
+        return (
+            f"{self.missing:,} rows without embeddings for run {name} were not searched; "
+            f"`mmpt embed --run {run or name}` to add them"
+        )
+
+
+class SearchResult(list[Hit]):
+    """The hits of one query, best first (a list), with the search's `coverage` and its `note`; `run` is the
+    run folder the note tells `mmpt embed --run` (default: the run name in the column)."""
+
+    def __init__(
+        self, hits: Iterable[Hit] = (), coverage: Coverage | None = None, run: str | None = None
+    ) -> None:
+        super().__init__(hits)
+        self.coverage = coverage
+        self.run = run
+
+    @property
+    def note(self) -> str | None:
+        """One line when the search left rows out (see `Coverage.note`), else None."""
+        return self.coverage.note(self.run) if self.coverage is not None else None
+
+
+def split_column(column: str) -> tuple[str, str]:
+    """`emb_<run>_<modality>` -> (run, modality)."""
+    stem = column[len("emb_") :] if column.startswith("emb_") else column
+    run, _, modality = stem.rpartition("_")
+    return run or stem, modality
+
+
+_PRESENCE = {TEXT: TEXT, "image": "image_sha256", "audio": "audio_sha256"}
+
+
+def coverage(dataset: Any, column: str, condition: str | None = None) -> Coverage:
+    """How many rows (within `condition`, an SQL filter) hold a vector in `column`, and how many hold its
+    modality but no vector."""
+    ds = as_lance(dataset)
+    key = (ds.uri, ds.version, column, condition)
+    cached = _coverage_cache.get(key)
+    if cached is not None:
+        return cached
+    where = f" AND ({condition})" if condition else ""
+    embedded = ds.count_rows(filter=f"`{column}` IS NOT NULL{where}")
+    presence = _PRESENCE.get(split_column(column)[1])
+    missing = 0
+    if presence is not None and presence in ds.schema.names:
+        missing = ds.count_rows(filter=f"`{presence}` IS NOT NULL AND `{column}` IS NULL{where}")
+    result = Coverage(column, embedded, missing)
+    if len(_coverage_cache) > 64:
+        _coverage_cache.clear()
+    _coverage_cache[key] = result
+    return result
+
+
+_coverage_cache: dict[tuple[str, int, str, str | None], Coverage] = {}
 
 
 class IndexParams(TypedDict, total=False):
@@ -237,11 +313,12 @@ def search(
     exclude_ids: Iterable[str] = (),
     exact: bool | None = None,
     query_params: dict[str, int] | None = None,
-) -> list[list[Hit]]:
+) -> list[SearchResult]:
     """The k nearest rows (cosine) to each query vector, best first, optionally within a split / label / SQL filter.
 
     Uses the column's vector index when it has one (see `ensure_index`), exact search otherwise;
     `exact=True` forces exact search. `exclude_ids` drops rows (e.g. the query itself) from the results.
+    Each result carries the search's `coverage`: rows holding the modality but no vector are not searched.
     """
     ds = as_lance(dataset)
     dim = column_dim(ds, column)
@@ -252,6 +329,9 @@ def search(
     exclude = set(exclude_ids)
     index = None if exact else vector_index(ds, column)
     if index is None:
-        return _exact(ds, column, q, k, condition, exclude)
-    params = {**QUERY_PARAMS.get(index["type"], {}), **(query_params or {})}
-    return _indexed(ds, column, q, k, condition, exclude, params)
+        found = _exact(ds, column, q, k, condition, exclude)
+    else:
+        params = {**QUERY_PARAMS.get(index["type"], {}), **(query_params or {})}
+        found = _indexed(ds, column, q, k, condition, exclude, params)
+    covered = coverage(ds, column, condition)
+    return [SearchResult(hits, covered) for hits in found]

@@ -27,10 +27,7 @@ def load_run_model(run_or_checkpoint: str | Path, map_location: str = "cpu") -> 
     path = Path(run_or_checkpoint)
     if (path / "model.safetensors").is_file():
         return load_model(path, map_location=map_location)
-    run = RunDir.open(path)
-    ckpt = run.latest_checkpoint()
-    if ckpt is None:
-        raise ConfigError(f"{path} has no checkpoint yet")
+    ckpt = RunDir.open(path).require_checkpoint()  # the newest intact one; corrupt ones are skipped, and said
     return load_model(ckpt, map_location=map_location)
 
 

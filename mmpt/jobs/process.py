@@ -167,14 +167,15 @@ def resume_argv(kind: str, run: str | Path) -> list[str]:
     return [sys.executable, "-m", "mmpt", kind, "--resume", str(run), "--quiet"]
 
 
-def check_startable(kind: str, rd: RunDir, resume: bool) -> None:
-    """Refuse a second live job on a run directory, a new training run over an old one, a missing run."""
-    if resume and rd.latest_checkpoint() is None:
-        raise ConfigError(f"{rd.path} has no checkpoint to resume from yet; start it again")
-    if kind in TRAINING_KINDS and not resume and rd.config_path.exists():
+def check_startable(kind: str, rd: RunDir, resume: bool, restart: bool = False) -> None:
+    """Refuse a second live job on a run directory, a new training run over an old one (unless `restart`),
+    a missing run. (Whether a checkpoint is intact is checked by the job itself, off the caller's thread.)"""
+    if resume and rd.latest_checkpoint(verify=False) is None:
+        raise ConfigError(f"{rd.path} has no checkpoint to resume from; start it over with restart=True")
+    if kind in TRAINING_KINDS and not resume and not restart and rd.config_path.exists():
         raise ConfigError(
-            f"{rd.path} already holds a run; resume it (job.resume() / mmpt {kind} --resume) "
-            "or choose a new folder"
+            f"{rd.path} already holds a run; resume it (job.resume() / mmpt {kind} --resume), "
+            "start it over (restart=True) or choose a new folder"
         )
     if kind not in TRAINING_KINDS and not rd.path.exists():
         raise ConfigError(f"run not found: {rd.path}")
@@ -190,9 +191,10 @@ def check_startable(kind: str, rd: RunDir, resume: bool) -> None:
 def launch(kind: str, run: str | Path, argv: list[str], *, resume: bool = False) -> Job:
     """Start `argv` in its own session, output to RUN/logs/<kind>.log, and record it in RUN/job.json."""
     rd = RunDir(run)
-    check_startable(kind, rd, resume)
+    restart = "--restart" in argv
+    check_startable(kind, rd, resume, restart)
     with run_lock(rd):
-        check_startable(kind, rd, resume)
+        check_startable(kind, rd, resume, restart)
         rd.logs.mkdir(exist_ok=True)
         log = rd.logs / f"{kind}.log"
         started = time.time()

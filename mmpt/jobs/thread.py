@@ -99,8 +99,12 @@ def _target(kind: str, run: Path, config: dict[str, Any], resume: bool) -> Targe
 
     if resume:
         return lambda stop: api.resume_finetune(run, progress=False, stop=stop)
-    cfg, pairs_given = finetune_config_from_flags(parse(kind, cli_args(kind, run, config)))
-    return lambda stop: api.finetune(cfg, run, pairs_given=pairs_given, progress=False, stop=stop)
+    kw = parse(kind, cli_args(kind, run, config))
+    cfg, pairs_given = finetune_config_from_flags(kw)
+    restart = kw["restart"]
+    return lambda stop: api.finetune(
+        cfg, run, pairs_given=pairs_given, restart=restart, progress=False, stop=stop
+    )
 
 
 def _pretrain_target(run: Path, config: dict[str, Any], resume: bool) -> Target:
@@ -110,7 +114,9 @@ def _pretrain_target(run: Path, config: dict[str, Any], resume: bool) -> Target:
     if resume:
         return lambda stop: api.resume(run, progress=False, stop=stop)
     kw = parse("pretrain", cli_args("pretrain", run, config))
+    base = api.saved_config(run, data=kw["data"]) if kw["restart"] and not kw["config_file"] else None
     cfg = api.resolve_config(
+        base,
         config_file=kw["config_file"],
         data=kw["data"],
         model=kw["model"],
@@ -118,7 +124,7 @@ def _pretrain_target(run: Path, config: dict[str, Any], resume: bool) -> Target:
         **train_fields(kw),
     )
     apply_data_flags(cfg, kw)
-    return lambda stop: api.pretrain(cfg, run, progress=False, stop=stop)
+    return lambda stop: api.pretrain(cfg, run, restart=kw["restart"], progress=False, stop=stop)
 
 
 def start_thread(
@@ -135,7 +141,7 @@ def start_thread(
     argv = resume_argv(kind, run) if resume else build_argv(kind, run, config)
     rd = RunDir(run)
     with run_lock(rd):
-        check_startable(kind, rd, resume)
+        check_startable(kind, rd, resume, "--restart" in argv)
         job = ThreadJob(run, kind, target)
         pid = os.getpid()
         rd.write_job(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from mmpt.checksums import MANIFEST, verify_files
 from mmpt.errors import ConfigError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -25,11 +26,14 @@ def load_tensors(path: str | Path, *, strip_prefix: str = "module.") -> dict[str
 
     A training checkpoint holding the weights under "state_dict" (open_clip_train) or "model" is unwrapped;
     a DataParallel/DDP `module.` prefix is stripped. Anything that would need code to unpickle raises
-    ConfigError and is never executed.
+    ConfigError and is never executed. A file with a checksums.json beside it (an mmpt checkpoint's) must match
+    it (CorruptCheckpoint otherwise).
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no weights file at {path}")
+    if (path.parent / MANIFEST).is_file():  # a file of an mmpt checkpoint folder: check it first
+        verify_files(path.parent, (path.name,))
     if path.suffix in SAFETENSORS_SUFFIXES:
         tensors = _load_safetensors(path)
     elif path.suffix in TORCH_SUFFIXES:

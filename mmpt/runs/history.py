@@ -96,7 +96,7 @@ def _started(rd: RunDir) -> float | None:
 def _best(rd: RunDir, cfg: dict[str, Any]) -> tuple[str | None, float | None]:
     """(metric name, best value) from the newest checkpoint's state, else the final eval report."""
     name = cfg.get("train", {}).get("early_stop_metric")
-    ckpt = rd.latest_checkpoint() if rd.checkpoints.is_dir() else None
+    ckpt = rd.latest_checkpoint(verify=False) if rd.checkpoints.is_dir() else None  # a listing: no hashing
     if name and ckpt is not None:
         best = read_json(ckpt / "state.json").get("best_metric")
         if best is not None:

@@ -16,10 +16,19 @@ from typing import Any
 
 import tomli_w
 
+from mmpt.checksums import (
+    MODEL_FILES,
+    CorruptCheckpoint,
+    fsync_path,
+    say_once,
+    verify_files,
+    write_manifest,
+)
 from mmpt.errors import ConfigError
-from mmpt.runs.proc import hostname, process_start
+from mmpt.runs.proc import hostname, pid_alive, process_start
 
 STATES = ("running", "stopped", "finished", "failed")
+RESUME_FILES = ("model.safetensors", "model.json", "optim.pt", "state.json")  # what a resume reads
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -52,17 +61,41 @@ class RunDir:
 
     # --- creation and config -------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, config: Mapping[str, Any]) -> RunDir:
-        """Start a new run folder; refuses one that already holds a run (use --resume for that)."""
+    def create(cls, path: str | Path, config: Mapping[str, Any], *, restart: bool = False) -> RunDir:
+        """Start a new run folder; one that already holds a run is refused (use --resume for that), or, with
+        `restart`, cleared first (clear_for_restart) unless a live process other than this one trains in it."""
         run = cls(path)
-        if run.config_path.exists():
-            raise ConfigError(f"{run.path} already holds a run; pass --resume {run.path} to continue it")
+        if run.config_path.exists() or (restart and run.path.exists()):
+            if not restart:
+                raise ConfigError(
+                    f"{run.path} already holds a run; pass --resume {run.path} to continue it, "
+                    "or --restart to start it over (discarding its checkpoints and metrics)"
+                )
+            live = run.live_pid()
+            if live is not None:
+                raise ConfigError(f"{run.path} is being trained by process {live}; stop it before restarting")
+            run.clear_for_restart()
         run.path.mkdir(parents=True, exist_ok=True)
         run.checkpoints.mkdir(exist_ok=True)
         run.eval_dir.mkdir(exist_ok=True)
         run.write_config(config)
         run.metrics_path.touch()
         return run
+
+    def live_pid(self) -> int | None:
+        """The pid of another live process recorded as this run's job or trainer (on this host), if any."""
+        status = self.status()
+        recorded = [self.job(), status if status.get("state") == "running" else {}]
+        for info in recorded:
+            pid = info.get("pid")
+            if (
+                pid
+                and pid not in (os.getpid(), os.getppid())  # this process, or the launcher (torchrun)
+                and info.get("host") == hostname()
+                and pid_alive(pid, info.get("pid_start"))
+            ):
+                return int(pid)
+        return None
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:
@@ -153,7 +186,9 @@ class RunDir:
         """Write step-NNNNNNN/ under a temp name and rename it, so a crash never leaves half a checkpoint.
 
         `write_weights(folder)` writes the model files (mmpt.models.checkpoint.save_model); `extra` goes to
-        optim.pt, `state` to state.json.
+        optim.pt, `state` to state.json. Every file is fsynced and hashed into checksums.json before the
+        rename (mmpt.checksums); loading checks them. Test hook: with MMPT_TEST_CHECKPOINT_PAUSE=S in
+        the environment the write sleeps S seconds after each file, so a kill from outside can land inside it.
         """
         import torch
 
@@ -162,42 +197,143 @@ class RunDir:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         write_weights(tmp)
+        _test_pause()
         torch.save(extra, tmp / "optim.pt")
+        _test_pause()
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        _test_pause()
+        write_manifest(tmp)
+        _test_pause()
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
-        latest_tmp = self.checkpoints / ".latest.tmp"
-        latest_tmp.write_text(final.name)
-        latest_tmp.replace(self.checkpoints / "latest")
+        fsync_path(self.checkpoints)
+        _test_pause()
+        self.point_latest(final.name)
         self._prune(keep, protect=final)
         return final
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest complete checkpoint, or None."""
+    def point_latest(self, name: str) -> None:
+        """Make checkpoints/latest name `name` (temp file + rename)."""
+        latest_tmp = self.checkpoints / ".latest.tmp"
+        latest_tmp.write_text(name)
+        latest_tmp.replace(self.checkpoints / "latest")
+
+    def latest_checkpoint(
+        self, *, verify: bool = True, need: tuple[str, ...] | None = MODEL_FILES
+    ) -> Path | None:
+        """The newest intact checkpoint, or None: the one `latest` names, else the newest before it.
+
+        `verify` checks the files `need` (default the model's; RESUME_FILES for a resume, None for all) against
+        the checkpoint's checksums; a corrupt one is skipped with a warning naming it and why. verify=False
+        only looks at which folders are complete (cheap: listings, history).
+        """
+        ckpt, _ = self.find_checkpoint(verify=verify, need=need)
+        return ckpt
+
+    def find_checkpoint(
+        self, *, verify: bool = True, need: tuple[str, ...] | None = MODEL_FILES
+    ) -> tuple[Path | None, list[str]]:
+        """(newest intact checkpoint or None, one line per checkpoint skipped as corrupt)."""
+        skipped: list[str] = []
+        for ckpt in self._candidates():
+            if not verify:
+                return ckpt, skipped
+            try:
+                verify_files(ckpt, need)
+            except CorruptCheckpoint as exc:
+                reason = f"{ckpt.name}: {exc.path.name} {exc.reason}"
+                skipped.append(reason)
+                say_once(f"skip:{ckpt.resolve()}:{reason}", f"skipping checkpoint {ckpt} ({exc})")
+                continue
+            if skipped:
+                say_once(
+                    f"use:{ckpt.resolve()}:{len(skipped)}",
+                    f"using checkpoint {ckpt} of {self.path}, the newest intact one",
+                )
+            return ckpt, skipped
+        return None, skipped
+
+    def require_checkpoint(self, need: tuple[str, ...] | None = MODEL_FILES) -> Path:
+        """The newest intact checkpoint (as latest_checkpoint), or a one-line ConfigError: "none yet", or the
+        checkpoints skipped as corrupt and why."""
+        ckpt, skipped = self.find_checkpoint(need=need)
+        if ckpt is not None:
+            return ckpt
+        if skipped:
+            raise ConfigError(f"{self.path} has no intact checkpoint ({'; '.join(skipped)})")
+        raise ConfigError(f"{self.path} has no checkpoint yet")
+
+    def _candidates(self) -> list[Path]:
+        """Complete checkpoints to try: the one `latest` names first, then the others newest first."""
+        steps = self.checkpoint_list()[::-1]
         pointer = self.checkpoints / "latest"
         if pointer.is_file():
             target = self.checkpoints / pointer.read_text().strip()
-            if (target / "state.json").is_file():
-                return target
-        steps = sorted(p for p in self.checkpoints.glob("step-*") if (p / "state.json").is_file())
-        return steps[-1] if steps else None
+            if target in steps:
+                steps.remove(target)
+                steps.insert(0, target)
+        return steps
 
     def checkpoint_list(self) -> list[Path]:
-        """Complete checkpoints, oldest first."""
-        return sorted(p for p in self.checkpoints.glob("step-*") if (p / "state.json").is_file())
+        """Checkpoint folders, oldest first: every step-NNNNNNN/ (one only gets that name once complete, so a
+        file missing from it is damage, found by verifying it, not a write in progress)."""
+        if not self.checkpoints.is_dir():
+            return []
+        return sorted(p for p in self.checkpoints.glob("step-*") if p.is_dir())
 
     def _prune(self, keep: int, protect: Path) -> None:
+        """Remove checkpoints past the `keep` newest (never `protect` nor the one marked best) and the temp
+        folders of writes a kill interrupted (this run's only writer is the caller)."""
         marked_best = self.checkpoints / "best"
         best = self.checkpoints / marked_best.read_text().strip() if marked_best.is_file() else None
         for old in self.checkpoint_list()[:-keep] if keep > 0 else []:
             if old not in (protect, best):
                 shutil.rmtree(old, ignore_errors=True)
+        for stale in self.checkpoints.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    # --- starting over -------------------------------------------------------------------------------
+    def clear_for_restart(self) -> None:
+        """Remove what a training run wrote (config, metrics, status, checkpoints, reports, fine-tune files)
+        so the folder can hold a new run; a job's own job.json and logs/ stay. Idempotent: a kill half-way
+        leaves a folder this clears again."""
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        for name in RUN_FOLDERS:
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for pattern in RUN_GLOBS:
+            for p in self.path.glob(pattern):
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+RUN_FILES = ("config.toml", "config.toml.tmp", "metrics.jsonl", ".metrics.jsonl.tmp", "status.json",
+             ".status.json.tmp", "finetune.json", "head.safetensors", "head.json", "checksums.json")  # fmt: skip
+RUN_FOLDERS = ("checkpoints", "eval", "init")
+RUN_GLOBS = ("wise-*",)
+
+
+def _test_pause() -> None:
+    """MMPT_TEST_CHECKPOINT_PAUSE=S: sleep S seconds (the fault tests kill a pretrain inside a checkpoint)."""
+    pause = os.environ.get("MMPT_TEST_CHECKPOINT_PAUSE")
+    if pause:
+        time.sleep(float(pause))
 
 
 def read_checkpoint_state(ckpt: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state.json, optim.pt contents) of a checkpoint; optim.pt is read with weights_only=True."""
+    """(state.json, optim.pt contents) of a checkpoint, checked against its checksums; optim.pt is read with
+    weights_only=True. A file that does not read raises CorruptCheckpoint."""
+    import pickle
+
     import torch
 
-    state = json.loads((ckpt / "state.json").read_text())
-    extra = torch.load(ckpt / "optim.pt", map_location="cpu", weights_only=True)
+    verify_files(ckpt, ("state.json", "optim.pt"))
+    try:
+        state = json.loads((ckpt / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CorruptCheckpoint(ckpt / "state.json", f"does not read ({exc})") from None
+    try:
+        extra = torch.load(ckpt / "optim.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptCheckpoint(ckpt / "optim.pt", f"does not read ({first})") from None
     return state, extra

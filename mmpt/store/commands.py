@@ -7,6 +7,7 @@ import json
 import click
 
 from mmpt.errors import DataError
+from mmpt.store.limits import DEFAULT_LIMITS
 
 
 @click.command("ingest")
@@ -37,6 +38,46 @@ from mmpt.errors import DataError
     show_default=True,
     help="Rows per validation task and write batch.",
 )
+@click.option(
+    "--max-blob-mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.max_blob_bytes / (1 << 20),
+    show_default=True,
+    help="Largest image or audio file read; larger ones reject their row.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMITS.max_pixels,
+    show_default=True,
+    help="Largest image (width x height, from its header): refuses decompression bombs.",
+)
+@click.option(
+    "--max-text-kb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.max_text_bytes / (1 << 10),
+    show_default=True,
+    help="Longest text value (caption, id, label, metadata; UTF-8) and caption file.",
+)
+@click.option(
+    "--max-audio-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_LIMITS.max_audio_seconds,
+    show_default=True,
+    help="Longest audio clip (from its header).",
+)
+@click.option(
+    "--max-audio-samples",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMITS.max_audio_samples,
+    show_default=True,
+    help="Most audio samples (frames x channels, from the header) in one clip.",
+)
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Read symlinks that lead out of the manifest's folder or the folder tree (refused by default).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON instead of a summary.")
 def ingest_command(
@@ -54,12 +95,19 @@ def ingest_command(
     strict: bool,
     workers: int | None,
     batch_rows: int,
+    max_blob_mb: float,
+    max_pixels: int,
+    max_text_kb: float,
+    max_audio_seconds: float,
+    max_audio_samples: int,
+    follow_symlinks: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
     """Turn a manifest (CSV, TSV, JSONL, Parquet) or a folder tree into an mmpt Lance dataset.
 
     Bad rows are skipped and listed with their reason in <out>.report.json (corpus.lance -> corpus.report.json).
+    Oversized, special (devices, FIFOs) or out-of-folder files are such rows; see docs/data-safety.md.
     """
     from mmpt.store.ingest import ingest
 
@@ -78,6 +126,12 @@ def ingest_command(
         strict=strict,
         workers=workers,
         batch_rows=batch_rows,
+        max_blob_mb=max_blob_mb,
+        max_pixels=max_pixels,
+        max_text_kb=max_text_kb,
+        max_audio_seconds=max_audio_seconds,
+        max_audio_samples=max_audio_samples,
+        follow_symlinks=follow_symlinks,
         quiet=quiet,
     )
     if as_json:
@@ -119,24 +173,35 @@ def info_command(dataset: str, version: str | None, as_json: bool) -> None:
 
 @data_group.command("verify")
 @click.argument("dataset")
-@click.option("--batch-rows", type=click.IntRange(min=1), default=1024, show_default=True)
-def verify_command(dataset: str, batch_rows: int) -> None:
-    """Re-hash every blob and compare with its stored sha256 (Lance keeps no payload checksum)."""
-    from mmpt.store.dataset import open_dataset
+@click.option("--batch-rows", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Make the newest version that reads fully (blobs matching, ids unique) the latest one again.",
+)
+def verify_command(dataset: str, batch_rows: int, repair: bool) -> None:
+    """Read every file of the latest version, re-hash every blob against its sha256 and check ids are unique.
 
-    ds = open_dataset(dataset)
-    n, bad = len(ds), []
-    for modality in ("image", "audio"):
-        for start in range(0, n, batch_rows):
-            positions = range(start, min(n, start + batch_rows))
-            for position, ok in zip(positions, ds.verify(modality, positions), strict=True):
-                if not ok:
-                    bad.append((modality, position))
-    if bad:
-        ids = ds.ids([p for _, p in bad[:5]])
-        shown = ", ".join(f"{i} ({m})" for (m, _), i in zip(bad[:5], ids, strict=True))
-        raise DataError(f"{len(bad)} blob(s) do not match their sha256: {shown}")
-    click.echo(f"all blobs of {n:,} rows match their sha256")
+    Lance keeps no payload checksum, so this is how damage shows. --repair restores the newest good
+    version (a new version; the damaged ones stay in the history) when the latest is not good.
+    """
+    from mmpt.store.integrity import check_latest
+    from mmpt.store.integrity import repair as restore_good
+
+    if repair:
+        click.echo(restore_good(dataset, batch_rows=batch_rows).summary())
+        return
+    result = check_latest(dataset, batch_rows=batch_rows)
+    if not result.ok:
+        where = f" (version {result.version})" if result.version is not None else ""
+        raise DataError(
+            f"{dataset}{where}: {'; '.join(result.problems())}; `mmpt data verify --repair {dataset}` "
+            f"restores the newest version that reads fully"
+        )
+    click.echo(
+        f"all {result.rows:,} rows of {dataset} (version {result.version}) read fully: ids unique, "
+        f"every blob matches its sha256"
+    )
 
 
 def _version(value: str | None) -> int | str | None:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmpt.errors import DataError
+from mmpt.store.integrity import manifest_versions, quiet_native_stderr, reads_dataset, reason_of
 from mmpt.store.schema import BLOB_MODALITIES, ID, MODALITIES, SPLIT, TEXT, sha_column
 
 if TYPE_CHECKING:
@@ -33,14 +34,22 @@ def open_lance(
         if not path.is_dir() or not (path / "_versions").is_dir():
             raise DataError(f"{uri} is not a Lance dataset")
     try:
-        return lance.dataset(uri, version=version, storage_options=storage_options)
+        with quiet_native_stderr():  # a corrupt manifest panics, and Rust prints its own report first
+            return lance.dataset(uri, version=version, storage_options=storage_options)
     except BaseException as exc:  # noqa: BLE001 - a corrupt manifest panics with a BaseException
         if _fatal(exc):
             raise
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = reason_of(exc)
         if version is not None and "not found" in reason.lower():
             raise DataError(f"{uri} has no version {version!r}") from None
-        raise DataError(f"{uri} is not a readable Lance dataset: {reason[:200]}") from None
+        if "://" in uri or version is not None:
+            raise DataError(f"{uri} is not a readable Lance dataset: {reason}") from None
+        newest = manifest_versions(uri)
+        where = f"its newest manifest {newest[0][1]}" if newest else "it"
+        raise DataError(
+            f"{uri} is not a readable Lance dataset: {where} is damaged ({reason}); "
+            f"`mmpt data verify --repair {uri}` restores the newest version that reads fully"
+        ) from None
 
 
 def report_path_for(out: str | Path) -> str:
@@ -88,6 +97,7 @@ class MmptDataset:
             return np.arange(len(splits), dtype=np.int64)
         return np.flatnonzero(splits == split).astype(np.int64)
 
+    @reads_dataset("self")
     def _split_column(self) -> np.ndarray:
         """The split of every row (read once, then cached)."""
         if self._splits is None:
@@ -98,6 +108,7 @@ class MmptDataset:
         """Split names present in the dataset."""
         return sorted(set(self._split_column().tolist()))
 
+    @reads_dataset("self")
     def modalities(self) -> set[str]:
         """Modalities with at least one non-null value."""
         present = set()
@@ -110,10 +121,12 @@ class MmptDataset:
                 present.add(modality)
         return present
 
+    @reads_dataset("self")
     def take(self, indices: Any, columns: list[str] | None = None) -> pa.Table:
         """Non-blob columns of rows at these positions (blob columns come back as descriptors; use read_blobs)."""
         return self.lance.take(list(map(int, indices)), columns=columns)
 
+    @reads_dataset("self")
     def read_blobs(self, modality: str, indices: Any) -> list[bytes | None]:
         """Original encoded bytes of one blob modality for rows at these positions, in the given order."""
         if modality not in BLOB_MODALITIES:
@@ -125,6 +138,7 @@ class MmptDataset:
             return []
         return [data for _, data in self.lance.read_blobs(modality, indices=positions, preserve_order=True)]
 
+    @reads_dataset("self")
     def ids(self, indices: Any = None) -> list[str]:
         """Ids of rows at these positions (all rows when None)."""
         if indices is None:
@@ -170,6 +184,7 @@ class MmptDataset:
             return None
         return report if isinstance(report, dict) else None
 
+    @reads_dataset("self")
     def null_mask(self, column: str) -> np.ndarray:
         """Boolean array: True where `column` is null, by row position."""
         values = self.lance.to_table(columns=[column]).column(column)

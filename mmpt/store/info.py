@@ -26,7 +26,17 @@ def _presence_column(modality: str) -> str:
 
 
 def dataset_stats(ds: MmptDataset) -> dict[str, Any]:
-    """Every figure of `data info` as a JSON-ready dict, computed in one streaming scan."""
+    """Every figure of `data info` as a JSON-ready dict, computed in one streaming scan.
+
+    A damaged data file is one DataError naming it and the repair (`mmpt data verify --repair`).
+    """
+    from mmpt.store.integrity import reading
+
+    with reading(ds.uri):
+        return _stats(ds)
+
+
+def _stats(ds: MmptDataset) -> dict[str, Any]:
     lds = ds.lance
     names = lds.schema.names
     present_cols = [m for m in MODALITIES if _presence_column(m) in names]

@@ -9,6 +9,7 @@ import itertools
 import json
 import sys
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,10 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lance
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmpt.errors import DataError
 from mmpt.store.dataset import MmptDataset, open_lance, report_path_for
+from mmpt.store.limits import read_limits
 from mmpt.store.manifest import ColumnNames, Source, open_source
 from mmpt.store.pool import default_workers, ordered_map
 from mmpt.store.schema import ID, base_schema
@@ -93,11 +97,18 @@ def ingest(
     batch_rows: int = 256,
     quiet: bool = False,
     storage_options: dict[str, str] | None = None,
+    max_blob_mb: float | None = None,
+    max_pixels: int | None = None,
+    max_text_kb: float | None = None,
+    max_audio_seconds: float | None = None,
+    max_audio_samples: int | None = None,
+    follow_symlinks: bool = False,
 ) -> IngestResult:
     """Validate and write a manifest, folder tree, DataFrame or HF Dataset into the Lance dataset `out`.
 
     Bad rows are skipped and reported (`strict` raises on the first one and writes nothing); duplicate ids,
-    inside the input or against the rows already there on `append`, are refused.
+    inside the input or against the rows already there on `append`, are refused. The `max_*` read limits and
+    `follow_symlinks` are those of `mmpt.store.limits.ReadLimits` (None: its default; docs/data-safety.md).
     """
     started = time.perf_counter()
     if append and overwrite:
@@ -106,17 +117,26 @@ def ingest(
     columns = ColumnNames(
         id=id_col, text=text_col, image=image_col, audio=audio_col, label=label_col, split=split_col
     )
-    src = open_source(source, columns, storage_options)
+    limits = read_limits(
+        max_blob_mb=max_blob_mb,
+        max_pixels=max_pixels,
+        max_text_kb=max_text_kb,
+        max_audio_seconds=max_audio_seconds,
+        max_audio_samples=max_audio_samples,
+        follow_symlinks=follow_symlinks,
+    )
+    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks)
     out = str(out)
-    mode, schema, existing_ids = _plan(out, src, append, overwrite, storage_options)
+    mode, schema, existing_ids, base = _plan(out, src, append, overwrite, storage_options)
 
     counts = {"read": 0, "written": 0}
     rejected: list[dict[str, Any]] = []
     progress = _progress(src, quiet)
+    seen: dict[str, int] = {}  # id -> input row, of every row read
+    kept: set[str] = set()  # ids of the rows written
 
     def batches() -> Iterator[pa.RecordBatch]:
-        seen: dict[str, int] = {}
-        options = CheckOptions(split_ratios=ratios)
+        options = CheckOptions(split_ratios=ratios, limits=limits, root=src.root)
 
         def tasks() -> Iterator[tuple[list[dict[str, Any]], CheckOptions]]:
             for chunk in src.chunks(batch_rows):
@@ -150,6 +170,7 @@ def ingest(
                     rejected.append(item)
                 else:
                     good.append(result)
+                    kept.add(result["id"])
             progress.update(len(results))
             if good:
                 counts["written"] += len(good)
@@ -159,9 +180,23 @@ def ingest(
         if counts["written"] == 0:
             raise _AllRejected()
 
+    def check(latest: lance.LanceDataset | None) -> None:
+        # Under the write lock, right before the commit: ids another writer added since `base` was read.
+        if base is not None and latest is not None:
+            _check_not_added(ids_added_since(base, latest), kept, seen, out)
+
     report_path = report_path_for(out)
     try:
-        lance_ds = write_batches(batches(), out, schema, mode=mode, storage_options=storage_options)
+        lance_ds = write_batches(
+            batches(),
+            out,
+            schema,
+            mode=mode,
+            storage_options=storage_options,
+            read_version=None if base is None else base.version,
+            check=check,
+            what="ingest --append" if append else "ingest",
+        )
     except _AllRejected:
         result_report = _report(src, out, mode, None, counts, rejected, time.perf_counter() - started)
         _write_report(report_path, result_report, storage_options)
@@ -192,29 +227,97 @@ class _AllRejected(Exception):
 
 def _plan(
     out: str, src: Source, append: bool, overwrite: bool, storage_options: dict[str, str] | None
-) -> tuple[str, pa.Schema, set[str]]:
+) -> tuple[str, pa.Schema, set[str], lance.LanceDataset | None]:
+    """Write mode, schema, the ids already there and the version they were read from (None: no dataset)."""
     if not _exists(out, storage_options):
-        return "create", base_schema(src.metadata), set()  # --append to a missing dataset creates it
+        return "create", base_schema(src.metadata), set(), None  # --append to a missing dataset creates it
     current = open_lance(out, storage_options=storage_options)  # refuses a path that is not Lance
     if not (append or overwrite):
         raise DataError(f"{out} already exists; pass --append to add rows or --overwrite to replace it")
     if overwrite:
-        return "overwrite", base_schema(src.metadata), set()
+        return "overwrite", base_schema(src.metadata), set(), None
     schema = check_append_schema(current.schema, src.metadata)
     if ID not in current.schema.names:
         raise DataError(f"{out} is a Lance dataset but not an mmpt one: no id column")
-    ids = set(current.to_table(columns=[ID]).column(ID).to_pylist())
-    return "append", schema, ids
+    ids = set(read_ids(current, out).to_pylist())
+    # Ids are NFC from this source on; one written before in another form still collides with its NFC twin.
+    ids |= {unicodedata.normalize("NFC", i) for i in ids if isinstance(i, str) and not i.isascii()}
+    return "append", schema, ids, current
+
+
+def read_ids(ds: lance.LanceDataset, uri: str, fragments: list[Any] | None = None) -> pa.ChunkedArray:
+    """The id column (of some fragments only, if given); an unreadable file is one line pointing at repair."""
+    from mmpt.store.integrity import damage_error, is_read_failure
+
+    try:
+        return ds.scanner(columns=[ID], fragments=fragments).to_table().column(ID)
+    except BaseException as exc:  # noqa: BLE001 - Lance panics on some corrupt files
+        if not is_read_failure(exc):
+            raise
+        raise damage_error(uri, exc) from None
+
+
+def ids_added_since(base: lance.LanceDataset, latest: lance.LanceDataset) -> pa.ChunkedArray:
+    """Ids of `latest` in fragments whose id data file `base` did not have: every row added since `base`.
+
+    Data files are immutable and uniquely named, so this reads only what other writers committed meanwhile.
+    """
+    if latest.version == base.version:
+        return pa.chunked_array([], pa.string())
+    known = _id_files(base)
+    field = _id_field(latest)
+    fresh = [
+        f
+        for f in latest.get_fragments()
+        if not any(d.path in known for d in f.data_files() if field in d.fields)
+    ]
+    if not fresh:
+        return pa.chunked_array([], pa.string())
+    return read_ids(latest, latest.uri, fresh)
+
+
+def _id_field(ds: lance.LanceDataset) -> int:
+    """The Lance field id of the id column (its data files are the ones read for ids)."""
+    field = ds.lance_schema.field(ID)
+    if field is None:
+        raise DataError(f"{ds.uri} is a Lance dataset but not an mmpt one: no id column")
+    return field.id()
+
+
+def _id_files(ds: lance.LanceDataset) -> set[str]:
+    field = _id_field(ds)
+    return {d.path for f in ds.get_fragments() for d in f.data_files() if field in d.fields}
+
+
+def _check_not_added(added: pa.ChunkedArray, kept: set[str], seen: dict[str, int], out: str) -> None:
+    if not len(added) or not kept:
+        return
+    clash = pc.filter(added, pc.is_in(added, value_set=pa.array(list(kept), pa.string())))
+    if len(clash):
+        first = clash[0].as_py()
+        raise DataError(
+            f"{len(clash):,} ids of this input, e.g. {first!r} (row {seen[first]}), were added to {out} by "
+            f"another writer while this ingest ran; ids must be unique, so nothing was written"
+        )
 
 
 def _exists(out: str, storage_options: dict[str, str] | None) -> bool:
     if "://" not in out:
-        return Path(out).exists()
+        path = Path(out)
+        return path.exists() and not _interrupted_create(path)
     try:
         open_lance(out, storage_options=storage_options)
         return True
     except DataError:
         return False
+
+
+def _interrupted_create(path: Path) -> bool:
+    """A folder that a first ingest killed before its commit left: data files, no version. Ingesting into it
+    creates the dataset (the orphan files stay unreferenced, as Lance leaves them after any crash)."""
+    return (
+        path.is_dir() and not (path / "_versions").exists() and {p.name for p in path.iterdir()} <= {"data"}
+    )
 
 
 def _check_unique(row: dict[str, Any], seen: dict[str, int], existing: set[str], out: str) -> None:

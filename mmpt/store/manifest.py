@@ -3,23 +3,25 @@ Hugging Face dataset — as input rows streamed in chunks: refs to media, text, 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 
 from mmpt.errors import DataError
+from mmpt.store import text_manifest
+from mmpt.store.folder_tree import folder_source
+from mmpt.store.safe_read import special_kind
 from mmpt.store.schema import CORE_COLUMNS
-from mmpt.store.splits import normalise_split
+from mmpt.store.source import Source
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
-TEXT_EXTS = (".txt",)
 MANIFEST_KINDS = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -52,20 +54,17 @@ class ColumnNames:
     split: str | None = None
 
 
-@dataclass
-class Source:
-    """An input stream: its name (for messages and ids), metadata column types, row count if known, chunks."""
-
-    name: str
-    metadata: dict[str, pa.DataType]
-    total: int | None
-    chunks: Callable[[int], Iterator[list[dict[str, Any]]]]
-
-
 def open_source(
-    source: Any, columns: ColumnNames = ColumnNames(), storage_options: dict[str, str] | None = None
+    source: Any,
+    columns: ColumnNames = ColumnNames(),
+    storage_options: dict[str, str] | None = None,
+    *,
+    follow_symlinks: bool = False,
 ) -> Source:
-    """Dispatch on what `source` is: DataFrame, HF Dataset, folder, or manifest file/URI."""
+    """Dispatch on what `source` is: DataFrame, HF Dataset, folder, or manifest file/URI.
+
+    `follow_symlinks` walks symlinked folders of a folder tree (files are checked when read, see safe_read).
+    """
     if _is_dataframe(source):
         return dataframe_source(source, columns)
     if _is_hf_dataset(source):
@@ -82,7 +81,7 @@ def open_source(
         if path.is_dir():
             if (path / "_versions").is_dir():
                 raise DataError(f"{text} is a Lance dataset; ingest reads manifests, folders and tables")
-            return folder_source(path)
+            return folder_source(path, follow_symlinks=follow_symlinks)
         return manifest_source(str(path), columns, None)
     return manifest_source(text, columns, storage_options)
 
@@ -99,7 +98,18 @@ def manifest_source(uri: str, columns: ColumnNames, storage_options: dict[str, s
             f"unsupported manifest type {suffix or '(none)'} for {uri}; use .csv, .tsv, .jsonl or .parquet"
         )
     local = "://" not in uri
+    if local:
+        try:
+            kind_of_file = special_kind(os.stat(uri).st_mode)
+        except FileNotFoundError:
+            raise DataError(f"source not found: {uri}") from None
+        if kind_of_file is not None:  # reading a FIFO blocks, /dev/zero never ends
+            raise DataError(
+                f"manifest {uri} is {kind_of_file}, not a regular file; ingest reads manifest files"
+            )
     base = str(Path(uri).resolve().parent) if local else uri.rsplit("/", 1)[0]
+    root = base if local else None  # symlinks below the manifest's folder must stay inside it
+    name = Path(uri).name
 
     def open_file() -> pa.NativeFile:
         if local:
@@ -112,66 +122,99 @@ def manifest_source(uri: str, columns: ColumnNames, storage_options: dict[str, s
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"cannot open manifest {uri}: {str(exc).splitlines()[0]}") from None
 
-    def batches(size: int) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from _read_batches(kind, open_file, size)
-        except pa.ArrowException as exc:
-            raise DataError(f"cannot read manifest {uri}: {str(exc).strip().splitlines()[0]}") from None
+    def open_binary() -> IO[bytes]:
+        return open(uri, "rb") if local else io.BufferedReader(_NativeRaw(open_file()), 1 << 20)  # noqa: SIM115
 
-    try:
-        schema, total = _peek(kind, open_file)
-    except pa.ArrowException as exc:
+    def fail(exc: Exception) -> DataError:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "empty" in message.lower():
-            raise DataError(f"manifest is empty: {uri}") from None
-        raise DataError(f"cannot read manifest {uri}: {message}") from None
-    return _table_source(Path(uri).name, schema, batches, columns, base, total, id_prefix=Path(uri).stem)
+            return DataError(f"manifest is empty: {uri}")
+        return DataError(f"cannot read manifest {uri}: {message}")
 
+    if kind != "parquet":
+        try:
+            scanned = text_manifest.scan(kind, open_binary, name)
+        except (OSError, pa.ArrowException) as exc:
+            raise fail(exc) from None
+        # Role columns are text whatever they look like: ids like 007 or +1 and captions like 1.50 keep every
+        # character. Metadata columns keep their inferred type.
+        roles = set(_resolve_roles(scanned.schema.names, columns).values())
+        schema = pa.schema([pa.field(f.name, pa.string()) if f.name in roles else f for f in scanned.schema])
 
-def _peek(kind: str, open_file: Callable[[], pa.NativeFile]) -> tuple[pa.Schema, int | None]:
-    if kind == "parquet":
+        def text_batches(size: int) -> Iterator[dict[str, list]]:
+            try:
+                yield from text_manifest.batches(kind, open_binary, name, schema, size)
+            except OSError as exc:
+                raise fail(exc) from None
+
+        return _table_source(
+            name, schema, text_batches, columns, base, scanned.rows, id_prefix=Path(uri).stem, root=root
+        )
+
+    def batches(size: int) -> Iterator[dict[str, list]]:
+        import pyarrow.parquet as pq
+
+        try:
+            for batch in pq.ParquetFile(open_file()).iter_batches(batch_size=size):
+                yield _pydict(batch)
+        except pa.ArrowException as exc:
+            raise fail(exc) from None
+
+    try:
         import pyarrow.parquet as pq
 
         meta = pq.ParquetFile(open_file()).metadata
-        return meta.schema.to_arrow_schema(), meta.num_rows
-    reader = _text_reader(kind, open_file(), 1 << 20)
-    return reader.schema, None
+    except pa.ArrowException as exc:
+        raise fail(exc) from None
+    return _table_source(
+        name,
+        meta.schema.to_arrow_schema(),
+        batches,
+        columns,
+        base,
+        meta.num_rows,
+        id_prefix=Path(uri).stem,
+        root=root,
+    )
 
 
-def _text_reader(
-    kind: str, handle: pa.NativeFile, block_size: int, column_types: dict[str, pa.DataType] | None = None
-) -> pa.RecordBatchReader:
-    if kind in ("csv", "tsv"):
-        from pyarrow import csv
+class _NativeRaw(io.RawIOBase):
+    """A pyarrow input file (object store) as a raw Python stream, for the line-based readers."""
 
-        return csv.open_csv(
-            handle,
-            read_options=csv.ReadOptions(block_size=block_size),
-            parse_options=csv.ParseOptions(delimiter="\t" if kind == "tsv" else ",", newlines_in_values=True),
-            convert_options=csv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=True),
-        )
-    from pyarrow import json as pj
+    def __init__(self, handle: pa.NativeFile) -> None:
+        self.handle = handle
 
-    return pj.open_json(handle, read_options=pj.ReadOptions(block_size=block_size))
+    def readable(self) -> bool:
+        return True
 
+    def readinto(self, buffer: Any) -> int:
+        data = self.handle.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
-def _read_batches(kind: str, open_file: Callable[[], pa.NativeFile], size: int) -> Iterator[pa.RecordBatch]:
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        yield from pq.ParquetFile(open_file()).iter_batches(batch_size=size)
-        return
-    # Role columns are read as text so ids like 007 keep their zeros; blocks are large to infer types well.
-    schema = _text_reader(kind, open_file(), 1 << 20).schema
-    types = {f.name: pa.string() for f in schema if not _is_numeric(f.type)} if kind != "jsonl" else None
-    reader = _text_reader(kind, open_file(), 16 << 20, types)
-    for batch in reader:
-        for start in range(0, batch.num_rows, size):
-            yield batch.slice(start, size)
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
 
 
-def _is_numeric(dtype: pa.DataType) -> bool:
-    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_boolean(dtype)
+def _pydict(batch: pa.RecordBatch) -> dict[str, list]:
+    """A batch as columns of Python values; a string that is not valid UTF-8 keeps its bytes as surrogates, so
+    validation rejects that row (naming the column) instead of the whole file failing."""
+    try:
+        return batch.to_pydict()
+    except UnicodeDecodeError:
+        out = {}
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            if isinstance(column, pa.ChunkedArray):
+                column = column.combine_chunks()
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                binary = column.view(pa.binary() if pa.types.is_string(column.type) else pa.large_binary())
+                out[name] = [
+                    None if v is None else v.decode("utf-8", "surrogateescape") for v in binary.to_pylist()
+                ]
+            else:
+                out[name] = column.to_pylist()
+        return out
 
 
 # --- tables (manifests, DataFrames, HF datasets) ----------------------------------------------------
@@ -240,6 +283,13 @@ def _id_text(value: Any) -> str | None:
     return str(value)
 
 
+def normalise_id(value: Any) -> str | None:
+    """A row id as text in Unicode NFC, so that ids that look the same (é as one code point or as e + a
+    combining accent) are the same id, and two such ids in one source are refused as duplicates."""
+    text = _id_text(value)
+    return None if text is None else unicodedata.normalize("NFC", text)
+
+
 def _ref(value: Any, base: str | None) -> Any:
     """A media value with relative paths made absolute against the manifest's folder."""
     if isinstance(value, float) and math.isnan(value):
@@ -267,7 +317,11 @@ def _table_source(
     total: int | None,
     id_prefix: str,
     label_names: list[str] | None = None,
+    root: str | None = None,
 ) -> Source:
+    """Rows of a table whose columns play the roles in `columns`; `root` is the folder that symlinks below it
+    must stay inside (a local manifest's folder; None for DataFrames and HF datasets, whose paths the caller
+    names itself)."""
     available = list(schema.names)
     roles = _resolve_roles(available, columns)
     used = set(roles.values())
@@ -281,11 +335,15 @@ def _table_source(
     def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
         row = 0
         for batch in batches(size):
-            data = batch if isinstance(batch, dict) else batch.to_pydict()
+            data = batch if isinstance(batch, dict) else _pydict(batch)
             n = len(next(iter(data.values()))) if data else 0
             role_values = {role: data[column] for role, column in roles.items()}
+            invalid = data.get(text_manifest.INVALID) if isinstance(data, dict) else None
             out = []
             for k in range(n):
+                if invalid is not None and invalid[k] is not None:
+                    out.append(_invalid_row(row + k, name, invalid[k]))
+                    continue
                 image = _ref(role_values["image"][k], base) if "image" in roles else None
                 audio = _ref(role_values["audio"][k], base) if "audio" in roles else None
                 label = role_values["label"][k] if "label" in roles else None
@@ -298,7 +356,7 @@ def _table_source(
                 out.append(
                     {
                         "row": row + k,
-                        "id": _id_text(role_values["id"][k])
+                        "id": normalise_id(role_values["id"][k])
                         if "id" in roles
                         else f"{id_prefix}-{row + k:06d}",
                         "text": text,
@@ -315,7 +373,23 @@ def _table_source(
             row += n
             yield out
 
-    return Source(name=name, metadata=metadata, total=total, chunks=chunks)
+    return Source(name=name, metadata=metadata, total=total, chunks=chunks, root=root)
+
+
+def _invalid_row(row: int, name: str, problem: tuple[str, str, str]) -> dict[str, Any]:
+    """A row the manifest reader could not parse: validation rejects it with the reader's reason."""
+    return {
+        "row": row,
+        "id": None,
+        "text": None,
+        "image": None,
+        "audio": None,
+        "label": None,
+        "split": None,
+        "source": f"{name}#{row}",
+        "meta": {},
+        "invalid": problem,
+    }
 
 
 def _source_text(image: Any, audio: Any, fallback: str) -> str:
@@ -336,7 +410,8 @@ def _is_hf_dataset(obj: Any) -> bool:
 
 
 def dataframe_source(df: Any, columns: ColumnNames = ColumnNames()) -> Source:
-    """A pandas DataFrame; media columns hold paths (relative to the working folder), bytes or PIL images."""
+    """A pandas DataFrame; media columns hold paths (relative to the working folder, read as named: symlinks
+    are followed, since the caller wrote them), bytes or PIL images."""
     if len(df.columns) == 0:
         raise DataError("the DataFrame has no columns")
     names = [str(c) for c in df.columns]
@@ -382,64 +457,3 @@ def hf_source(dataset: Any, columns: ColumnNames = ColumnNames()) -> Source:
     return _table_source(
         name, schema, batches, columns, os.getcwd(), len(dataset), id_prefix="row", label_names=label_names
     )
-
-
-# --- folder trees ------------------------------------------------------------------------------------
-
-
-def folder_source(root: Path) -> Source:
-    """A folder tree: files sharing a stem in one folder form a row (image, audio, .txt caption); the label is
-    the first sub-folder's name, or the second one's when the first level is train/val/test."""
-    root = root.resolve()
-    top = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    split_layout = bool(top) and all(normalise_split(name) is not None for name in top)
-
-    def groups() -> Iterator[tuple[str, dict[str, Any]]]:
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            by_stem: dict[str, list[str]] = {}
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue
-                by_stem.setdefault(os.path.splitext(name)[0], []).append(name)
-            rel = Path(folder).relative_to(root)
-            for stem, names in by_stem.items():
-                yield str((rel / stem).as_posix()), _group(Path(folder), rel, names, split_layout)
-
-    def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
-        out: list[dict[str, Any]] = []
-        for row, (row_id, group) in enumerate(groups()):
-            out.append({"row": row, "id": row_id, **group})
-            if len(out) >= size:
-                yield out
-                out = []
-        if out:
-            yield out
-
-    return Source(name=root.name, metadata={}, total=None, chunks=chunks)
-
-
-def _group(folder: Path, rel: Path, names: list[str], split_layout: bool) -> dict[str, Any]:
-    image = audio = text_path = None
-    for name in names:
-        ext = os.path.splitext(name)[1].lower()
-        path = str(folder / name)
-        if ext in IMAGE_EXTS and image is None:
-            image = path
-        elif ext in AUDIO_EXTS and audio is None:
-            audio = path
-        elif ext in TEXT_EXTS and text_path is None:
-            text_path = path
-    parts = rel.parts
-    split = parts[0] if split_layout and parts else None
-    label_parts = parts[1:] if split_layout else parts
-    return {
-        "text": None,
-        "text_path": text_path,
-        "image": image,
-        "audio": audio,
-        "label": label_parts[0] if label_parts else None,
-        "split": split,
-        "source": image or audio or text_path or str(folder / names[0]),
-        "meta": {},
-    }

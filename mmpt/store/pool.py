@@ -1,5 +1,6 @@
 """An ordered, bounded process-pool map: results come back in submission order with few tasks in flight,
-so memory stays flat for any input size and Ctrl-C reaches only the parent.
+so memory stays flat for any input size and Ctrl-C reaches only the parent; workers never outlive it
+(mmpt.store.parent_watch), even when it is killed with SIGKILL.
 
 Workers are spawned (fork is unsafe next to Lance's threads) without re-running the caller's `__main__`:
 the tasks only need mmpt modules, and re-importing a script that lacks an `if __name__ == "__main__"`
@@ -18,6 +19,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from mmpt.store.parent_watch import die_with, owner
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -30,8 +33,10 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _ignore_sigint() -> None:
+def _init_worker(owner_pid: int, owner_start: float | None) -> None:
+    """Ctrl-C reaches only the parent; the worker ends with its parent, even one killed with SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with(owner_pid, owner_start)
 
 
 @contextmanager
@@ -59,7 +64,10 @@ def ordered_map(
         return
     limit = in_flight or 2 * workers
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=owner(),
     )
     pending: deque[Future[Any]] = deque()
     try:

@@ -9,18 +9,19 @@ import hashlib
 import io
 import re
 import struct
-import urllib.request
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmpt.store.limits import ReadLimits, Refused, size_text
+from mmpt.store.media_headers import check_audio_header, check_pixels, open_image_checked
+from mmpt.store.safe_read import read_ref as safe_read_ref
 from mmpt.store.splits import DEFAULT_RATIOS, normalise_split, split_for_id
 
 
-class Rejection(Exception):
+class Rejection(Refused):
     """Why one input row cannot be written: a short kind (for totals), a one-line reason, and what failed.
 
     `modality` and `file` name the value that failed (its path or URI, or the column it came from), so the
@@ -29,14 +30,17 @@ class Rejection(Exception):
 
     def __init__(self, kind: str, reason: str, modality: str | None = None, file: str | None = None):
         super().__init__(kind, reason)
-        self.kind, self.reason, self.modality, self.file = kind, reason, modality, file
+        self.modality, self.file = modality, file
 
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What a worker needs besides the rows: split ratios for rows without a split."""
+    """What a worker needs besides the rows: split ratios for rows without a split, the read limits, and the
+    source root that symlinks must stay inside (the manifest's folder or the folder tree; None: no check)."""
 
     split_ratios: tuple[float, float, float] = DEFAULT_RATIOS
+    limits: ReadLimits = field(default_factory=ReadLimits)
+    root: str | None = None
 
 
 def check_chunk(task: tuple[list[dict[str, Any]], CheckOptions]) -> list[dict[str, Any]]:
@@ -49,21 +53,21 @@ def check_row(row: dict[str, Any], options: CheckOptions = CheckOptions()) -> di
     """Turn one input row (refs to files, bytes or text) into a validated dataset row, or a rejection."""
     try:
         return _check(row, options)
-    except Rejection as rejection:
+    except Refused as rejection:
         return {
             "row": row["row"],
-            "id": row.get("id"),
-            "source": row.get("source"),
+            "id": _printable(row.get("id")),
+            "source": _printable(row.get("source")),
             "rejected": rejection.kind,
-            "reason": rejection.reason,
-            "modality": rejection.modality,
-            "file": rejection.file,
+            "reason": _printable(rejection.with_flag()),
+            "modality": getattr(rejection, "modality", None),
+            "file": _printable(getattr(rejection, "file", None)),
         }
     except Exception as exc:  # noqa: BLE001 - nothing is lost silently: every failure becomes a reported row
         return {
             "row": row["row"],
-            "id": row.get("id"),
-            "source": row.get("source"),
+            "id": _printable(row.get("id")),
+            "source": _printable(row.get("source")),
             "rejected": "error",
             "reason": f"{type(exc).__name__}: {_clean(str(exc))}",
             "modality": None,
@@ -72,19 +76,29 @@ def check_row(row: dict[str, Any], options: CheckOptions = CheckOptions()) -> di
 
 
 def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
+    invalid = row.get("invalid")
+    if invalid is not None:  # the manifest reader could not parse this row (bad JSON, wrong field count)
+        kind, reason, where = invalid
+        raise Rejection(kind, reason, "manifest", where)
+    limits = options.limits
     row_id = row.get("id")
     if row_id is None or str(row_id).strip() == "":
         raise Rejection("missing_id", "row has no id")
     row_id = str(row_id)
+    _check_field(row_id, "id", "id column", limits)
+    for role in ("label", "split"):
+        _check_field(row.get(role), role, f"{role} column", limits)
+    for name, value in (row.get("meta") or {}).items():
+        _check_field(value, "metadata", f"{name} column", limits)
+    _check_field(row.get("source"), "source", "source path", limits, cap=False)
 
-    image = _blob(row.get("image"), "image", _check_image)
-    audio = _blob(row.get("audio"), "audio", _check_audio)
+    image = _blob(row.get("image"), "image", _check_image, options)
+    audio = _blob(row.get("audio"), "audio", _check_audio, options)
     try:
-        text = _text(row.get("text"), row.get("text_path"))
-    except Rejection as rejection:
-        rejection.modality = "text"
-        rejection.file = row.get("text_path") or "text column"
-        raise
+        text = _text(row.get("text"), row.get("text_path"), options)
+    except Refused as refused:
+        where = row.get("text_path") or "text column"
+        raise Rejection(refused.kind, refused.with_flag(), "text", where) from None
     if image is None and audio is None and text is None:
         raise Rejection("no_modality", "row has no image, audio or text")
 
@@ -112,22 +126,61 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
     return out
 
 
+def _check_field(value: Any, modality: str, where: str, limits: ReadLimits, *, cap: bool = True) -> None:
+    """A text value must be valid UTF-8 (no lone surrogates: undecodable bytes arrive as those) and, with
+    `cap`, at most `limits.max_text_bytes` long."""
+    if not isinstance(value, str):
+        return
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise Rejection(
+            "bad_text", f"{where} is not valid UTF-8 ({_bad_char(value, exc.start)})", modality, where
+        ) from None
+    if cap and size > limits.max_text_bytes:
+        raise Rejection(
+            "too_long",
+            f"{where} holds {size_text(size)}, over the {size_text(limits.max_text_bytes)} limit "
+            "(raise it with --max-text-kb)",
+            modality,
+            where,
+        )
+
+
+def _bad_char(value: str, index: int) -> str:
+    code = ord(value[index])
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by the manifest reader (surrogateescape)
+        return f"byte 0x{code - 0xDC00:02X} at character {index}"
+    return f"lone surrogate U+{code:04X} at character {index}"
+
+
+def _printable(value: Any) -> Any:
+    """A value the JSON report can hold: undecodable bytes shown as \\xNN."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogates(value) else value
+    return value
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 # --- loading -----------------------------------------------------------------------------------------
 
-_FILESYSTEMS: dict[str, Any] = {}
 
-
-def _blob(ref: Any, modality: str, check: Any) -> bytes | None:
+def _blob(ref: Any, modality: str, check: Any, options: CheckOptions) -> bytes | None:
     """Load and decode one modality's value; a failure is tagged with the modality and the file that failed."""
     try:
-        data = _load(ref, modality)
+        data = _load(ref, modality, options)
         if data is not None:
-            check(data)
+            check(data, options.limits)
         return data
-    except Rejection as rejection:
-        rejection.modality = modality
-        rejection.file = describe_ref(ref, modality)
-        raise
+    except Refused as refused:
+        raise Rejection(refused.kind, refused.with_flag(), modality, describe_ref(ref, modality)) from None
 
 
 def describe_ref(ref: Any, modality: str) -> str:
@@ -139,19 +192,28 @@ def describe_ref(ref: Any, modality: str) -> str:
     return f"{modality} column (in-memory {type(ref).__name__})"
 
 
-def _load(ref: Any, modality: str) -> bytes | None:
-    """The bytes a manifest value points to: bytes as is, a local path, a file:// / http(s) / object-store URI."""
+def _load(ref: Any, modality: str, options: CheckOptions) -> bytes | None:
+    """The bytes a manifest value points to: bytes as is, a local path, a file:// / http(s) / object-store URI,
+    each under the read limits."""
     if ref is None:
         return None
+    limits = options.limits
     if isinstance(ref, dict):  # Hugging Face Image/Audio struct: {"bytes": ..., "path": ...}
         ref = ref.get("bytes") if ref.get("bytes") is not None else ref.get("path")
         if ref is None:
             return None
     if isinstance(ref, bytes | bytearray | memoryview):
         data = bytes(ref)
+        if len(data) > limits.max_blob_bytes:
+            raise Refused(
+                "too_large",
+                f"{modality} value is {size_text(len(data))}, over the {size_text(limits.max_blob_bytes)} limit",
+                "--max-blob-mb",
+            )
     elif isinstance(ref, str | Path):
-        data = read_ref(str(ref), modality)
+        data = read_ref(str(ref), modality, options)
     elif hasattr(ref, "save") and modality == "image":  # a PIL image in a DataFrame
+        check_pixels(ref.width, ref.height, limits)
         buf = io.BytesIO()
         ref.save(buf, format="PNG")
         data = buf.getvalue()
@@ -164,50 +226,33 @@ def _load(ref: Any, modality: str) -> bytes | None:
     return data
 
 
-def read_ref(ref: str, modality: str = "file") -> bytes:
-    """Read a path or URI fully; a missing or unreadable one is a Rejection naming it."""
-    try:
-        if "://" not in ref:
-            return Path(ref).read_bytes()
-        scheme = ref.split("://", 1)[0].lower()
-        if scheme == "file":
-            return Path(urllib.request.url2pathname(ref[len("file://") :])).read_bytes()
-        if scheme in ("http", "https"):
-            with urllib.request.urlopen(ref, timeout=60) as response:  # noqa: S310 - user-given media URL
-                return response.read()
-        from pyarrow import fs
-
-        filesystem, path = fs.FileSystem.from_uri(ref)
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read()
-    except FileNotFoundError:
-        raise Rejection("missing_file", f"{modality} file not found: {ref}") from None
-    except IsADirectoryError:
-        raise Rejection("unreadable_file", f"{modality} path is a folder: {ref}") from None
-    except (OSError, ValueError) as exc:
-        message = _clean(str(exc))
-        kind = (
-            "missing_file"
-            if "not found" in message.lower() or "no such file" in message.lower()
-            else "unreadable_file"
-        )
-        raise Rejection(kind, f"cannot read {modality} {ref}: {message}") from None
+def read_ref(
+    ref: str, modality: str = "file", options: CheckOptions | None = None, *, text: bool = False
+) -> bytes:
+    """Read a path or URI under the read limits (`text`: the text-value limit); a missing, unreadable, special
+    or oversized file, or a symlink out of the source root, is a Rejection naming it."""
+    options = options or CheckOptions()
+    limits = options.limits
+    return safe_read_ref(
+        ref,
+        limits.max_text_bytes if text else limits.max_blob_bytes,
+        what=modality,
+        root=options.root,
+        follow_symlinks=limits.follow_symlinks,
+        limit_flag="--max-text-kb" if text else "--max-blob-mb",
+    )
 
 
 # --- decoding ----------------------------------------------------------------------------------------
 
 
-def _check_image(data: bytes) -> None:
-    from PIL import Image
-
+def _check_image(data: bytes, limits: ReadLimits) -> None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                if img.width < 1 or img.height < 1:
-                    raise Rejection("corrupt_image", "image has no pixels")
-    except Rejection:
+        with open_image_checked(data, limits) as img:
+            img.load()
+            if img.width < 1 or img.height < 1:
+                raise Rejection("corrupt_image", "image has no pixels")
+    except Refused:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure means the bytes are not a usable image
         raise Rejection(
@@ -215,29 +260,35 @@ def _check_image(data: bytes) -> None:
         ) from None
 
 
-def _check_audio(data: bytes) -> None:
-    if _decode_pcm_wav(data):
+def _check_audio(data: bytes, limits: ReadLimits) -> None:
+    if _decode_pcm_wav(data, limits):
         return
     import soundfile as sf
 
+    frames = 0
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             declared = f.frames
-            wave = f.read(dtype="float32", always_2d=True)
+            check_audio_header(max(declared, 0), f.samplerate, f.channels, limits)
+            # decoded in blocks: a whole clip is never held at once, only counted
+            for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+                frames += block.shape[0]
+    except Refused:
+        raise
     except Exception as exc:  # noqa: BLE001 - libsndfile raises several types for bad input
         raise Rejection(
             "corrupt_audio", f"audio does not decode: {_clean(str(exc)) or type(exc).__name__}"
         ) from None
-    if wave.shape[0] < 1:
+    if frames < 1:
         raise Rejection("corrupt_audio", "audio decodes to no samples")
-    if 0 < declared and wave.shape[0] < declared:
-        raise Rejection("corrupt_audio", f"audio is truncated: {wave.shape[0]} of {declared} frames decode")
+    if 0 < declared and frames < declared:
+        raise Rejection("corrupt_audio", f"audio is truncated: {frames} of {declared} frames decode")
 
 
 _PCM_DTYPES = {8: "u1", 16: "<i2", 32: "<i4"}
 
 
-def _decode_pcm_wav(data: bytes) -> bool:
+def _decode_pcm_wav(data: bytes, limits: ReadLimits) -> bool:
     """Decode a plain little-endian PCM WAV with numpy (libsndfile through Python I/O callbacks costs ~10x more).
 
     True when the bytes are such a WAV and hold at least one whole frame; a truncated or empty one is a
@@ -273,15 +324,18 @@ def _decode_pcm_wav(data: bytes) -> bool:
             frames = size // block_align
             if frames < 1:
                 raise Rejection("corrupt_audio", "audio decodes to no samples")
+            check_audio_header(frames, rate, channels, limits)
             np.frombuffer(data, dtype=_PCM_DTYPES[bits], count=frames * channels, offset=body)
             return True
         pos = body + size + (size & 1)
     return False
 
 
-def _text(value: Any, path: str | None) -> str | None:
+def _text(value: Any, path: str | None, options: CheckOptions) -> str | None:
+    """The caption: a column's string kept exactly as given (only empty or all-blank is null), or a .txt
+    file's UTF-8 content with its BOM and surrounding whitespace (the final newline) removed."""
     if path is not None:
-        value = read_ref(path, "text")
+        value = read_ref(path, "text", options, text=True)
     if value is None:
         return None
     if isinstance(value, bytes | bytearray):
@@ -289,14 +343,16 @@ def _text(value: Any, path: str | None) -> str | None:
             value = bytes(value).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise Rejection("bad_text", f"text is not valid UTF-8 (byte {exc.start})") from None
+        if path is not None:
+            value = value.strip()
     if not isinstance(value, str):
         value = str(value)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise Rejection("bad_text", f"text is not valid UTF-8 (character {exc.start})") from None
-    value = value.strip()
-    return value or None
+        raise Rejection("bad_text", f"text is not valid UTF-8 ({_bad_char(value, exc.start)})") from None
+    _check_field(value, "text", "text column" if path is None else "text file", options.limits)
+    return value if value.strip() else None
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>")

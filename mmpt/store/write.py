@@ -1,8 +1,10 @@
 """The one writing path into a Lance dataset: rows -> Arrow batches (sha256 per blob) -> a single atomic commit.
 
-Lance pulls batches from a background thread, so the producer (manifest reading, validation, progress) stays
-on the calling thread where Ctrl-C lands; any exception there aborts the write before its commit, which
-leaves the previous dataset version untouched.
+Lance pulls batches from a background thread, so the producer (manifest reading, validation, progress)
+stays on the calling thread where Ctrl-C lands; any exception there aborts the write before its commit,
+which leaves the previous dataset version untouched. The commit is taken under the dataset's write lock
+after a last check against the newest version (mmpt.store.lock), so concurrent writers cannot break the
+dataset's invariants.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ import hashlib
 import queue
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lance
 import pyarrow as pa
 from lance.blob import blob_array
+from lance.commit import CommitConflictError
+from lance.fragment import write_fragments
 
 from mmpt.errors import DataError
+from mmpt.store.lock import write_lock
 from mmpt.store.schema import BLOB_MODALITIES, CORE_COLUMNS, sha_column
 
 _SHA_COLUMNS = {sha_column(m): m for m in BLOB_MODALITIES}
@@ -89,6 +94,10 @@ def _compatible(have: pa.DataType, new: pa.DataType) -> bool:
 
 _DONE = object()
 
+# Called under the write lock with the newest version (None when the dataset does not exist yet), right
+# before the commit: raise DataError to abandon the write (see mmpt.store.lock).
+CommitCheck = Callable[[lance.LanceDataset | None], None]
+
 
 class _Abort(Exception):
     """Raised inside the batch stream so Lance abandons the write without committing."""
@@ -102,10 +111,17 @@ def write_batches(
     mode: str = "create",
     storage_options: dict[str, str] | None = None,
     max_rows_per_file: int = 1 << 20,
+    read_version: int | None = None,
+    check: CommitCheck | None = None,
+    what: str = "write",
+    lock_timeout: float | None = None,
 ) -> lance.LanceDataset:
     """Stream batches into one Lance commit (mode create/append/overwrite); on any error nothing is committed.
 
-    A `create` that fails removes the folder it started, so no half dataset is left behind.
+    The data files are written first, without a lock; then, under the dataset's write lock, `check` sees
+    the newest version and the commit lands on top of `read_version` (the version the caller planned
+    against; Lance refuses it if an overwrite or restore came in between). A failed write removes its own
+    data files, and a failed `create` the folder it started, so nothing half-written is left behind.
     """
     uri = str(uri)
     local = "://" not in uri
@@ -125,11 +141,12 @@ def write_batches(
     def consume() -> None:
         try:
             reader = pa.RecordBatchReader.from_batches(schema, stream())
-            outcome["dataset"] = lance.write_dataset(
+            outcome["transaction"] = write_fragments(
                 reader,
                 uri,
                 schema=schema,
                 mode=mode,
+                return_transaction=True,
                 storage_options=storage_options,
                 max_rows_per_file=max_rows_per_file,
             )
@@ -160,13 +177,118 @@ def write_batches(
     _join(writer)
     if "error" in outcome:
         _remove_if_new(uri, local, existed)
-        error = outcome["error"]
-        if isinstance(error, DataError | KeyboardInterrupt | SystemExit):
-            raise error
-        # Lance errors, including its panics (BaseException), become one line.
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise DataError(f"writing {uri} failed: {reason}") from error
-    return outcome["dataset"]
+        raise _one_line(outcome["error"], f"writing {uri} failed")
+    transaction: lance.Transaction = outcome["transaction"]
+    locked = False
+    try:
+        with write_lock(uri, what, lock_timeout):
+            locked = True
+            try:
+                return _commit(uri, transaction, mode, read_version, check, storage_options)
+            except BaseException:
+                _discard(uri, transaction, local, existed)
+                raise
+    except BaseException:
+        if not locked:  # no lock: remove our own files only, never a folder another writer may commit into
+            _discard(uri, transaction, local, existed=True)
+        raise
+
+
+def _commit(
+    uri: str,
+    transaction: lance.Transaction,
+    mode: str,
+    read_version: int | None,
+    check: CommitCheck | None,
+    storage_options: dict[str, str] | None,
+) -> lance.LanceDataset:
+    """Under the write lock: check the newest version, then commit the written fragments on top of it."""
+    latest = _latest(uri, storage_options)
+    if mode == "create" and latest is not None:
+        raise DataError(
+            f"{uri} was created by another writer while this one ran, so nothing was written; "
+            f"run again (with --append to add these rows to it)"
+        )
+    if mode == "append" and latest is None:
+        raise DataError(f"{uri} disappeared while rows were being appended to it; nothing was written")
+    lost = _missing_files(uri, transaction)
+    if lost:
+        raise DataError(f"data file {lost} was removed while writing {uri}; nothing was written, run again")
+    if check is not None:
+        check(latest)
+    if latest is None:
+        base = 0
+    elif mode == "overwrite":
+        base = latest.version
+    else:
+        base = read_version if read_version is not None else transaction.read_version
+    try:
+        return lance.LanceDataset.commit(
+            uri,
+            lance.Transaction(read_version=base, operation=transaction.operation),
+            storage_options=storage_options,
+        )
+    except CommitConflictError as exc:
+        reason = (str(exc).strip().splitlines() or ["a conflicting commit"])[0].split(", /")[0]
+        raise DataError(
+            f"{uri} was changed by another writer while this one ran ({reason}); nothing was written, "
+            f"run again"
+        ) from None
+    except BaseException as exc:  # noqa: BLE001 - Lance panics are BaseExceptions
+        raise _one_line(exc, f"committing to {uri} failed") from None
+
+
+def _one_line(error: BaseException, what: str) -> BaseException:
+    """A writer's failure as the exception to raise: mmpt errors and interrupts as they are, Lance's as one line."""
+    if isinstance(error, DataError | KeyboardInterrupt | SystemExit):
+        return error
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    wrapped = DataError(f"{what}: {reason}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _latest(uri: str, storage_options: dict[str, str] | None) -> lance.LanceDataset | None:
+    """The newest committed version, or None when nothing was ever committed at `uri`."""
+    if "://" not in uri and not (Path(uri) / "_versions").is_dir():
+        return None
+    try:
+        return lance.dataset(uri, storage_options=storage_options)
+    except BaseException as exc:  # noqa: BLE001 - a corrupt manifest panics
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "://" in uri and "not found" in reason.lower():
+            return None
+        raise DataError(
+            f"{uri} is not readable ({reason[:160]}), so nothing was written; "
+            f"`mmpt data verify --repair {uri}` restores its last good version"
+        ) from None
+
+
+def _written_files(uri: str, transaction: lance.Transaction) -> list[str]:
+    """Paths (under `uri`) of the data files a not yet committed write created."""
+    fragments = getattr(transaction.operation, "fragments", None) or []
+    return [f"{uri.rstrip('/')}/data/{file.path}" for fragment in fragments for file in fragment.files]
+
+
+def _missing_files(uri: str, transaction: lance.Transaction) -> str | None:
+    if "://" in uri:
+        return None
+    for path in _written_files(uri, transaction):
+        if not Path(path).is_file():
+            return path
+    return None
+
+
+def _discard(uri: str, transaction: lance.Transaction, local: bool, existed: bool) -> None:
+    """Remove the data files of a write that will not be committed (and the folder a failed create began)."""
+    if not local:
+        return  # object stores: orphan files, as after a crash (`cleanup_old_versions` removes them)
+    for path in _written_files(uri, transaction):
+        Path(path).unlink(missing_ok=True)
+        shutil.rmtree(path[: -len(".lance")], ignore_errors=True)  # its blob sidecar files, if any
+    _remove_if_new(uri, local, existed)
 
 
 def _join(thread: threading.Thread) -> None:
@@ -176,5 +298,6 @@ def _join(thread: threading.Thread) -> None:
 
 
 def _remove_if_new(uri: str, local: bool, existed: bool) -> None:
-    if local and not existed:
+    # Only while nobody has committed there: another writer may have created the dataset meanwhile.
+    if local and not existed and not (Path(uri) / "_versions").exists():
         shutil.rmtree(uri, ignore_errors=True)

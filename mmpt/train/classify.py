@@ -3,8 +3,8 @@
 `probe`: the towers stay frozen; embeddings are computed once per split and the head is fitted on them
 (full batch, cross-entropy with class weights, best epoch on the validation split kept). `full`: the
 towers train with the head after a probe fit (LP-FT), through the data loader (its own short loop: the contrastive loop's loss and
-checkpoints are about the towers alone). Both write RUN/head.safetensors + RUN/head.json, a checkpoint of
-the towers, and RUN/eval/final.json with accuracy, macro-F1, per-class precision/recall, ROC AUC and the
+checkpoints are about the towers alone). Both write RUN/head.safetensors + RUN/head.json (hashed in
+RUN/checksums.json, checked when the head is loaded), a checkpoint of the towers, and RUN/eval/final.json with accuracy, macro-F1, per-class precision/recall, ROC AUC and the
 confusion matrix on the test split (rows with labels never seen in training are counted, not scored).
 """
 
@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpt.errors import ConfigError, DataError
+from mmpt.checksums import MANIFEST, MARKER, CorruptCheckpoint, verify_files, write_manifest
+from mmpt.errors import ConfigError, DataError, MmptError
 from mmpt.models.checkpoint import save_model
 from mmpt.models.model import MultimodalModel
 from mmpt.runs import RunDir
@@ -30,6 +31,21 @@ from mmpt.train.config import RunConfig
 
 if TYPE_CHECKING:
     from mmpt.store.dataset import MmptDataset
+
+HEAD_WEIGHTS = "head.safetensors"
+HEAD_META = "head.json"
+
+
+class CorruptHead(CorruptCheckpoint):
+    """A classification head file does not match what was written (a CorruptCheckpoint, with its own way out)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        MmptError.__init__(
+            self,
+            f"classification head file {path} {reason}; it is not loaded: fit the head again "
+            f"(mmpt finetune --run {Path(path).parent} --restart)",
+        )
 
 
 class LinearHead(nn.Module):
@@ -438,34 +454,68 @@ def _test_report(
 
 
 def save_head(run: str | Path, head: LinearHead, classes: list[str], label_col: str, mode: str) -> Path:
-    """RUN/head.safetensors (scaler and linear layer) + RUN/head.json (towers, classes, label column, mode)."""
+    """RUN/head.safetensors (scaler and linear layer) + RUN/head.json (towers, classes, label column, mode), then
+    their sha256 in RUN/checksums.json once both are on disk (mmpt.checksums)."""
     from safetensors.torch import save_file
 
     run = Path(run)
+    (run / MANIFEST).unlink(missing_ok=True)  # a half-rewritten head must not pass as the old one
     save_file(
         {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
-        str(run / "head.safetensors"),
+        str(run / HEAD_WEIGHTS),
+        metadata={"format": "pt", MARKER: MANIFEST},
     )
-    (run / "head.json").write_text(
+    (run / HEAD_META).write_text(
         json.dumps(
             {"towers": head.towers, "classes": classes, "label_col": label_col, "mode": mode}, indent=1
         )
         + "\n"
     )
-    return run / "head.safetensors"
+    write_manifest(run, [HEAD_WEIGHTS, HEAD_META])
+    return run / HEAD_WEIGHTS
+
+
+def check_head(run: Path) -> None:
+    """Check RUN/head.safetensors and RUN/head.json against RUN/checksums.json: CorruptHead names a file that
+    does not match; ConfigError when the run has no head."""
+    if not (run / HEAD_META).is_file() and not (run / MANIFEST).is_file():
+        raise ConfigError(f"{run} has no classification head ({HEAD_META})")
+    try:
+        verify_files(run, (HEAD_WEIGHTS, HEAD_META))
+    except CorruptCheckpoint as exc:
+        raise CorruptHead(exc.path, exc.reason) from None
+
+
+def load_head(run: str | Path, embed_dim: int) -> tuple[LinearHead, dict]:
+    """The head of a classification run (for towers of width `embed_dim`) and its head.json, after checking both
+    against RUN/checksums.json; a file that does not match, or does not read, raises CorruptHead naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    run = Path(run)
+    check_head(run)
+    # verified (a head saved before checksums existed was only checked for its structure)
+    try:
+        meta = json.loads((run / HEAD_META).read_text())
+        head = LinearHead(list(meta["towers"]), embed_dim, len(meta["classes"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptHead(run / HEAD_META, f"does not read ({type(exc).__name__}: {exc})") from None
+    try:
+        head.load_state_dict(load_file(str(run / HEAD_WEIGHTS)))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptHead(run / HEAD_WEIGHTS, f"does not fit the head of {HEAD_META} ({first})") from None
+    return head, meta
 
 
 def load_classifier(run: str | Path) -> tuple[MultimodalModel, LinearHead, dict]:
-    """(towers, head, head.json) of a classification run."""
-    from safetensors.torch import load_file
-
+    """(towers, head, head.json) of a classification run; the head is checked before the towers are loaded."""
     from mmpt.eval.run import load_run_model
 
     run = Path(run)
-    if not (run / "head.json").is_file():
-        raise ConfigError(f"{run} has no classification head (head.json)")
-    meta = json.loads((run / "head.json").read_text())
+    check_head(run)
     model = load_run_model(run)
-    head = LinearHead(meta["towers"], model.config.embed_dim, len(meta["classes"]))
-    head.load_state_dict(load_file(str(run / "head.safetensors")))
+    head, meta = load_head(
+        run, model.config.embed_dim
+    )  # checked again: its digests are remembered, not re-read
     return model, head, meta

@@ -38,6 +38,12 @@ def training_options(f):
             metavar="SECTION.KEY=VALUE",
             help="Set any config field, e.g. --set train.warmup_steps=100 (repeatable).",
         ),
+        click.option(
+            "--report-to",
+            "report_to",
+            metavar="TRACKERS",
+            help="Also send every metrics event to tensorboard,wandb,mlflow,trackio (see docs/tracking.md).",
+        ),
         click.option("--quiet", is_flag=True, help="No progress bar."),
         click.option("--json", "as_json", is_flag=True, help="Print the final figures as JSON."),
     ]
@@ -49,7 +55,7 @@ def training_options(f):
 def train_fields(kw: dict) -> dict:
     """TrainConfig fields from CLI keywords (the data/run/config/override ones are handled apart)."""
     names = ("epochs", "max_steps", "batch_size", "lr", "weight_decay", "pairs", "loss", "device", "seed")
-    return {k: kw[k] for k in names if kw.get(k) is not None}
+    return {k: kw[k] for k in (*names, "report_to") if kw.get(k) is not None}
 
 
 def apply_data_flags(cfg, kw: dict) -> None:
@@ -82,20 +88,43 @@ def report(result, as_json: bool) -> None:
 
 @click.command("pretrain")
 @training_options
-@click.option("--model", help="tiny | small | base | an open_clip model name | an open_clip config JSON.")
-@click.option("--resume", "resume_dir", help="Continue this run directory from its latest checkpoint.")
-def pretrain_command(resume_dir: str | None, model: str | None, **kw) -> None:
-    """Pretrain a contrastive text-image-audio model; `torchrun --nproc_per_node=N -m mmpt pretrain` runs DDP."""
+@click.option(
+    "--model", help="tiny | tiny-conv | small | base | an open_clip model name | an open_clip config JSON."
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    help="Continue this run directory from its newest intact checkpoint (a corrupt one is skipped, and said).",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Start the --run folder over from step 0 although it holds a run (e.g. one killed before its first "
+    "checkpoint): its checkpoints, metrics and reports are deleted first. Its saved settings are used "
+    "unless --config is given; flags given override them (--data: that dataset's latest version).",
+)
+def pretrain_command(resume_dir: str | None, model: str | None, restart: bool, **kw) -> None:
+    """Pretrain a contrastive text-image-audio model; `torchrun --nproc_per_node=N -m mmpt pretrain` runs DDP.
+
+    A killed run continues with --resume RUN; one that cannot (no intact checkpoint) starts over with
+    --run RUN --restart.
+    """
     from mmpt.errors import ConfigError
     from mmpt.train import pretrain as api
 
+    if resume_dir and restart:
+        raise ConfigError(
+            f"--resume continues a run and --restart starts it over: pass --run {resume_dir} --restart"
+        )
     if resume_dir:
         result = api.resume(resume_dir, data=kw["data"], model=model, progress=not kw["quiet"])
         report(result, kw["as_json"])
         return
     if not kw["run"]:
         raise ConfigError("no run directory given: pass --run RUN (or --resume RUN to continue one)")
+    base = api.saved_config(kw["run"], data=kw["data"]) if restart and not kw["config_file"] else None
     cfg = api.resolve_config(
+        base,
         config_file=kw["config_file"],
         data=kw["data"],
         model=model,
@@ -103,7 +132,7 @@ def pretrain_command(resume_dir: str | None, model: str | None, **kw) -> None:
         **train_fields(kw),
     )
     apply_data_flags(cfg, kw)
-    result = api.pretrain(cfg, kw["run"], progress=not kw["quiet"])
+    result = api.pretrain(cfg, kw["run"], restart=restart, progress=not kw["quiet"])
     report(result, kw["as_json"])
 
 
@@ -312,69 +341,151 @@ def finetune_report(result, as_json: bool) -> None:
 @click.command("finetune")
 @training_options
 @finetune_options
-@click.option("--resume", "resume_dir", help="Continue this fine-tune run from its latest checkpoint.")
-def finetune_command(resume_dir: str | None, **kw) -> None:
+@click.option(
+    "--resume",
+    "resume_dir",
+    help="Continue this fine-tune run from its newest intact checkpoint (a corrupt one is skipped, and said).",
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Start the --run folder over although it holds a run (e.g. one killed before its first checkpoint): "
+    "what it holds is deleted first. Its saved config is the base unless --config is given; flags override it.",
+)
+def finetune_command(resume_dir: str | None, restart: bool, **kw) -> None:
     """Fine-tune pretrained weights: contrastive with freeze policies, or a classification head (--task classify)."""
+    from pathlib import Path
+
     from mmpt.errors import ConfigError
+    from mmpt.store.parent_watch import SWEEP_DRIVER, die_with_env
     from mmpt.train import finetune as api
 
+    die_with_env(SWEEP_DRIVER)  # a sweep's trial process ends with the sweep driver, even one killed with -9
+
+    if resume_dir and restart:
+        raise ConfigError(
+            f"--resume continues a run and --restart starts it over: pass --run {resume_dir} --restart"
+        )
     if resume_dir:
         finetune_report(api.resume_finetune(resume_dir, progress=not kw["quiet"]), kw["as_json"])
         return
     if not kw["run"]:
         raise ConfigError("no run directory given: pass --run RUN (or --resume RUN to continue one)")
-    cfg, pairs_given = finetune_config_from_flags(kw)
-    result = api.finetune(cfg, kw["run"], pairs_given=pairs_given, progress=not kw["quiet"])
+    saved = Path(kw["run"]) / "config.toml"
+    from_saved = restart and not kw["config_file"] and saved.is_file()
+    cfg, pairs_given = finetune_config_from_flags({**kw, "config_file": saved} if from_saved else kw)
+    if from_saved and kw["data"]:
+        cfg.data.version = 0  # a dataset given again: its latest version, as for a new run
+    result = api.finetune(cfg, kw["run"], pairs_given=pairs_given, restart=restart, progress=not kw["quiet"])
     finetune_report(result, kw["as_json"])
 
 
 @click.command("sweep")
 @training_options
 @finetune_options
-@click.option("--out", "out", required=True, help="Sweep folder: one run per job and results.json.")
+@click.option("--out", "out", required=True, help="Sweep folder: a run per trial, study.db and results.json.")
 @click.option(
     "--grid",
     "grid",
     multiple=True,
-    metavar="NAME=V1,V2",
-    help="Values to try: lr, weight_decay (wd), freeze (towers joined by +), layer_decay, epochs, "
-    "batch_size; a:b is a range for --random (repeatable).",
+    metavar="NAME=V1,V2|LOW:HIGH",
+    help="Values to try, or a range: lr, weight_decay (wd), freeze (towers joined by +), layer_decay, "
+    "epochs, batch_size, warmup_steps or any SECTION.FIELD (repeatable).",
 )
 @click.option(
-    "--random", "random_n", type=int, default=0, help="Sample N random points instead of the full grid."
+    "--space", "space_file", type=click.Path(dir_okay=False), help="Search space TOML (docs/tracking.md)."
 )
+@click.option(
+    "--sampler",
+    type=click.Choice(["tpe", "grid", "random"]),
+    help="tpe (default), or grid: every combination (the default when only value lists and no --trials).",
+)
+@click.option("--trials", type=int, default=0, help="Trials the study should hold (grid: all of it).")
+@click.option("--random", "random_n", type=int, default=0, help="Same as --sampler random --trials N.")
 @click.option(
     "--metric",
     default="headline",
     show_default=True,
-    help="Key of RUN/eval/final.json to rank by, e.g. zero_shot.image.accuracy; headline = mean "
-    "zero-shot accuracy.",
+    help="Score of a trial: a key of RUN/eval/final.json (e.g. zero_shot.image.accuracy), headline = "
+    "mean zero-shot accuracy, or a validation metric (val_loss, val_zero_shot_acc, ...).",
 )
 @click.option(
     "--mode", type=click.Choice(["max", "min"]), help="Better is max (default) or min (for losses)."
 )
-@click.option("--processes", is_flag=True, help="Run each job as its own `python -m mmpt finetune` process.")
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="Stop trials whose validation metric falls behind.",
+)
+@click.option(
+    "--prune-on", "prune_metric", help="Validation metric the pruner follows (default: --early-stop's)."
+)
+@click.option(
+    "--prune-after",
+    "prune_startup",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Trials done before pruning starts.",
+)
+@click.option(
+    "--prune-warmup", type=int, default=0, help="Validations each trial gets before it can be pruned."
+)
+@click.option("--parallel", type=int, default=1, help="Trials at once, each its own process.")
+@click.option("--processes", is_flag=True, help="Run each trial as its own `mmpt finetune` process.")
 def sweep_command(
-    out: str, grid: tuple[str, ...], random_n: int, metric: str, mode: str | None, processes: bool, **kw
+    out: str,
+    grid: tuple[str, ...],
+    space_file: str | None,
+    sampler: str | None,
+    trials: int,
+    random_n: int,
+    metric: str,
+    mode: str | None,
+    pruner: str,
+    prune_metric: str | None,
+    prune_startup: int,
+    prune_warmup: int,
+    parallel: int,
+    processes: bool,
+    **kw,
 ) -> None:
-    """Grid or random search over fine-tuning settings; jobs run one after another, the best one marked."""
-    from mmpt.train import sweep as api
+    """Search fine-tuning settings with Optuna (TPE, grid or random; pruning); rerun to resume or extend."""
+    from mmpt.errors import MmptError
+    from mmpt.train.sweep import format_results, search_space
+    from mmpt.train.sweep_study import SweepOptions, run_sweep
 
     cfg, pairs_given = finetune_config_from_flags(kw)
-    jobs = api.plan_jobs(api.parse_grid(list(grid)), random_n, seed=cfg.train.seed)
-    results = api.run_sweep(
-        cfg,
-        out,
-        jobs,
+    if random_n:
+        sampler, trials = sampler or "random", trials or random_n
+    options = SweepOptions(
         metric=metric,
         mode=mode or "",
-        pairs_given=pairs_given,
+        sampler=sampler or "",
+        trials=trials,
+        pruner=pruner,
+        prune_metric=prune_metric or "",
+        prune_startup=prune_startup,
+        prune_warmup=prune_warmup,
+        parallel=parallel,
         processes=processes,
+        seed=cfg.train.seed,
+    )
+    results = run_sweep(
+        cfg,
+        out,
+        search_space(list(grid), space_file),
+        options,
+        pairs_given=pairs_given,
         progress=False,
         echo=(lambda s: None) if kw["as_json"] else click.echo,
     )
     if kw["as_json"]:
         click.echo(json.dumps(results, indent=2))
-        return
-    click.echo(api.format_results(results))
-    click.echo(f"results: {out}/results.json")
+    else:
+        click.echo(format_results(results))
+        click.echo(f"results: {out}/results.json; study: optuna-dashboard {results['study']}")
+    if results["stopped"]:
+        raise MmptError(f"the sweep stopped before its {results['trials']} trials; rerun it to continue")

@@ -14,6 +14,7 @@ from mmpt.errors import ConfigError
 from mmpt.models.config import ModelConfig
 
 PAIRS: tuple[str, ...] = ("image-text", "audio-text", "image-audio")
+TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow", "trackio")  # what train.report_to may name
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -64,11 +65,13 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_bad_steps: int = 5  # stop after this many non-finite losses in a row
     eval_after: bool = True  # run the evaluation report on the test split when training ends
-    early_stop_metric: str = (
-        ""  # a validation metric name (e.g. val_loss, val_zero_shot_accuracy); "" disables
-    )
+    early_stop_metric: str = ""  # a validation metric name (e.g. val_loss, val_zero_shot_acc); "" disables
     early_stop_mode: str = "min"  # min or max
     early_stop_patience: int = 0  # validations without improvement before stopping; 0: never stop early
+    report_to: list[str] = field(default_factory=list)  # trackers fed every metrics event (TRACKERS)
+
+    def __post_init__(self) -> None:
+        self.report_to = normalise_trackers(self.report_to)
 
     def adam_betas(self) -> tuple[float, float]:
         """`betas` as AdamW takes them; ConfigError unless there are exactly two."""
@@ -215,4 +218,20 @@ def normalise_pairs(pairs: list[str] | str) -> list[str]:
                 break
         else:
             raise ConfigError(f"unknown pair {item!r}; choose from {', '.join(PAIRS)}")
+    return out
+
+
+def normalise_trackers(names: list[str] | str) -> list[str]:
+    """`"tensorboard,wandb"` or a list -> known tracker names, in order, once each; "none" or "" -> []."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for item in (str(n).strip().lower() for n in items):
+        if item in ("", "none"):
+            continue
+        if item not in TRACKERS:
+            raise ConfigError(
+                f"unknown tracker {item!r} in report_to; choose from {', '.join(TRACKERS)} (or none)"
+            )
+        if item not in out:
+            out.append(item)
     return out

@@ -28,6 +28,8 @@ from mmpt.runs import RunDir
 from mmpt.train.config import FinetuneConfig, RunConfig, apply_overrides, load_config, normalise_pairs
 from mmpt.train.freeze import TOWERS, apply_freeze, lr_scale_fn, tower_of
 from mmpt.train.loop import TrainResult, Validate, train
+from mmpt.train.pretrain import require_resumable
+from mmpt.train.reporting import reporting
 
 # Fine-tuning starts from weights that already work: a lower rate than pretraining (5e-4), a short warmup,
 # few epochs, and the best validation checkpoint kept (early stopping on val_loss). 2e-4 suits the tiny
@@ -273,8 +275,11 @@ def default_pairs(model: MultimodalModel, data_modalities: set[str], frozen_towe
 # ---- the run -------------------------------------------------------------------------------------------------
 
 
-def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tuple[RunDir, MultimodalModel]:
-    """Load the source, freeze, fix the model config and pairs, create the run folder with init weights."""
+def prepare(
+    cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, restart: bool = False
+) -> tuple[RunDir, MultimodalModel]:
+    """Load the source, freeze, fix the model config and pairs, create the run folder with init weights
+    (`restart`: over a run already there, RunDir.create's restart)."""
     from mmpt.models.checkpoint import save_model
     from mmpt.store.dataset import open_dataset
 
@@ -302,7 +307,7 @@ def prepare(cfg: RunConfig, run: str | Path, *, pairs_given: bool = True) -> tup
         cfg.train.pairs = default_pairs(src.model, ds.modalities(), towers)
     if not _is_main():  # other torchrun ranks build the same model (seeded) and leave the folder to rank 0
         return RunDir(run), src.model
-    run_dir = RunDir.create(run, cfg.to_dict())
+    run_dir = RunDir.create(run, cfg.to_dict(), restart=restart)
     save_model(src.model, run_dir.path / "init")
     (run_dir.path / "finetune.json").write_text(
         json.dumps(
@@ -325,7 +330,13 @@ def _is_main() -> bool:
 
 
 def finetune(
-    cfg: RunConfig, run: str | Path, *, pairs_given: bool = True, progress: bool = True, **train_kwargs: Any
+    cfg: RunConfig,
+    run: str | Path,
+    *,
+    pairs_given: bool = True,
+    restart: bool = False,
+    progress: bool = True,
+    **train_kwargs: Any,
 ) -> FinetuneResult:
     """Fine-tune `cfg.finetune.source` on `cfg.data` into a new run folder; evaluate before and after."""
     if cfg.finetune is None:
@@ -333,16 +344,17 @@ def finetune(
     if cfg.finetune.task == "classify" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("classification fine-tuning runs in one process: start it without torchrun")
     require_compiled()  # before the run folder is created: a broken install leaves nothing behind
-    run_dir, model = prepare(cfg, run, pairs_given=pairs_given)
-    if cfg.finetune.task == "classify":
-        from mmpt.train.classify import train_classifier
+    run_dir, model = prepare(cfg, run, pairs_given=pairs_given, restart=restart)
+    with reporting(cfg, run_dir) as trackers:  # --report-to: each metrics event also goes to the trackers
+        if cfg.finetune.task == "classify":
+            from mmpt.train.classify import train_classifier
 
-        report = train_classifier(cfg, run_dir, model, progress=progress)
-        return FinetuneResult(train=None, run=run_dir, after=report)
-    before = (
-        _evaluate(model, cfg, run_dir, "before", progress) if cfg.train.eval_after and _is_main() else None
-    )
-    return _train_and_report(cfg, run_dir, model, before, resume=False, progress=progress, **train_kwargs)
+            report = train_classifier(cfg, run_dir, model, progress=progress)
+            return FinetuneResult(train=None, run=run_dir, after=report)
+        before_too = cfg.train.eval_after and _is_main()
+        before = _evaluate(model, cfg, run_dir, "before", progress) if before_too else None
+        kwargs = trackers.hook(train_kwargs)
+        return _train_and_report(cfg, run_dir, model, before, resume=False, progress=progress, **kwargs)
 
 
 def resume_finetune(run: str | Path, *, progress: bool = True, **train_kwargs: Any) -> FinetuneResult:
@@ -359,14 +371,15 @@ def resume_finetune(run: str | Path, *, progress: bool = True, **train_kwargs: A
         raise ConfigError(
             f"{run} trained a classifier; classification runs are not resumable, start a new one"
         )
-    if run_dir.latest_checkpoint() is None:
-        raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again")
+    require_resumable(run_dir, "finetune")
     model = load_model(run_dir.path / "init")
     frozen = set(json.loads(info_path.read_text())["frozen"])
     for name, p in model.named_parameters():
         p.requires_grad_(name not in frozen)
     before = load_report_if_any(run_dir.path, "before")
-    return _train_and_report(cfg, run_dir, model, before, resume=True, progress=progress, **train_kwargs)
+    with reporting(cfg, run_dir, resume=True) as trackers:
+        kwargs = trackers.hook(train_kwargs)
+        return _train_and_report(cfg, run_dir, model, before, resume=True, progress=progress, **kwargs)
 
 
 def _train_and_report(

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mmpt.errors import DataError, MmptError
-from mmpt.runs import RunDir, read_checkpoint_state
+from mmpt.errors import ConfigError, DataError, MmptError
+from mmpt.runs import RESUME_FILES, RunDir, read_checkpoint_state
 from mmpt.train.config import RunConfig, normalise_pairs
 from mmpt.train.distributed import DistInfo, all_reduce_sum, cleanup, setup_distributed
 from mmpt.train.loss import ContrastiveLoss
@@ -147,7 +147,14 @@ def train(
             "best_step": 0,
             "best_metric": None,
         }
-        if resume and (ckpt := run.latest_checkpoint()) is not None:
+        if resume:
+            # the newest checkpoint whose files match their checksums; corrupt ones are skipped, and said
+            ckpt, skipped = run.find_checkpoint(need=RESUME_FILES)
+            if ckpt is None:
+                raise ConfigError(
+                    f"{run.path} has no intact checkpoint to resume from ({'; '.join(skipped) or 'none yet'}); "
+                    f"start it over with --run {run.path} --restart"
+                )
             state, extra = read_checkpoint_state(ckpt)
             load_state(model, ckpt / "model.safetensors")
             optimizer.load_state_dict(extra["optimizer"])
@@ -191,118 +198,127 @@ def train(
             dynamic_ncols=True,
             desc="train",
         )
-        bad_in_a_row, window = 0, _Window()
-        stopped = False
+        try:
+            bad_in_a_row, window = 0, _Window()
+            stopped = False
 
-        # ---- the loop ------------------------------------------------------------------------------------
-        while state["step"] < total_steps and not stopped:
-            loader.set_epoch(state["epoch"])
-            loader.set_start_batch(state["batch"])
-            for micro in _groups(loader, tc.accum_steps, window):
-                model.train()
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = {}
-                finite = True
-                for i, batch in enumerate(micro):
-                    batch = _to_device(batch, dist.device)
-                    sync = i == len(micro) - 1 or dist.world_size == 1
-                    with (
-                        nullcontext() if sync else net.no_sync(),
-                        torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_bf16),
-                    ):
-                        features = net(batch)
-                        loss, per_pair = loss_fn(features, _masks(batch), model.logit_scale, model.logit_bias)
-                    finite = _all_finite(loss, dist)
-                    if not finite:
-                        break
-                    (loss / len(micro)).backward()
-                    for k, v in per_pair.items():
-                        step_loss[k] = step_loss.get(k, 0.0) + float(v) / len(micro)
-                grad_norm = (
-                    float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if finite else math.nan
-                )
-                if finite and math.isfinite(grad_norm):
-                    optimizer.step()
-                    bad_in_a_row = 0
-                else:
-                    bad_in_a_row += 1
-                    warnings.warn(
-                        f"step {state['step']}: non-finite loss or gradient, step skipped", stacklevel=1
+            # ---- the loop ------------------------------------------------------------------------------------
+            while state["step"] < total_steps and not stopped:
+                loader.set_epoch(state["epoch"])
+                loader.set_start_batch(state["batch"])
+                for micro in _groups(loader, tc.accum_steps, window):
+                    model.train()
+                    optimizer.zero_grad(set_to_none=True)
+                    step_loss = {}
+                    finite = True
+                    for i, batch in enumerate(micro):
+                        batch = _to_device(batch, dist.device)
+                        sync = i == len(micro) - 1 or dist.world_size == 1
+                        with (
+                            nullcontext() if sync else net.no_sync(),
+                            torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=use_bf16),
+                        ):
+                            features = net(batch)
+                            loss, per_pair = loss_fn(
+                                features, _masks(batch), model.logit_scale, model.logit_bias
+                            )
+                        finite = _all_finite(loss, dist)
+                        if not finite:
+                            break
+                        (loss / len(micro)).backward()
+                        for k, v in per_pair.items():
+                            step_loss[k] = step_loss.get(k, 0.0) + float(v) / len(micro)
+                    grad_norm = (
+                        float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if finite else math.nan
                     )
-                    if bad_in_a_row >= tc.max_bad_steps:
-                        raise TrainingError(
-                            f"loss or gradients were NaN/inf for {bad_in_a_row} steps in a row "
-                            f"(step {state['step']}); lower the learning rate (now {tc.lr:g}) "
-                            "or check the data"
+                    if finite and math.isfinite(grad_norm):
+                        optimizer.step()
+                        bad_in_a_row = 0
+                    else:
+                        bad_in_a_row += 1
+                        warnings.warn(
+                            f"step {state['step']}: non-finite loss or gradient, step skipped", stacklevel=1
                         )
-                scheduler.step()
-                with torch.no_grad():
-                    for p in model.logit_scale.values():
-                        p.clamp_(0, cfg.model.max_logit_scale)
+                        if bad_in_a_row >= tc.max_bad_steps:
+                            raise TrainingError(
+                                f"loss or gradients were NaN/inf for {bad_in_a_row} steps in a row "
+                                f"(step {state['step']}); lower the learning rate (now {tc.lr:g}) "
+                                "or check the data"
+                            )
+                    scheduler.step()
+                    with torch.no_grad():
+                        for p in model.logit_scale.values():
+                            p.clamp_(0, cfg.model.max_logit_scale)
 
-                n_samples = sum(len(b["ids"]) for b in micro) * dist.world_size
-                state["step"] += 1
-                state["batch"] += len(micro)
-                state["samples"] += n_samples
-                window.add(n_samples)
-                bar.update(1)
+                    n_samples = sum(len(b["ids"]) for b in micro) * dist.world_size
+                    state["step"] += 1
+                    state["batch"] += len(micro)
+                    state["samples"] += n_samples
+                    window.add(n_samples)
+                    bar.update(1)
 
-                if main and (state["step"] % tc.log_every == 0 or state["step"] == total_steps):
-                    event = {
-                        "kind": "train",
-                        "step": state["step"],
-                        "epoch": state["epoch"],
-                        "loss": sum(
-                            _pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()
-                        ),
-                        **{f"loss/{k}": v for k, v in step_loss.items()},
-                        "lr": scheduler.get_last_lr()[0],
-                        **{f"logit_scale/{k}": float(p.detach().exp()) for k, p in model.logit_scale.items()},
-                        "grad_norm": grad_norm,
-                        **window.rates(),
-                        "mem_gb": _memory_gb(dist),
-                    }
-                    _emit(run, on_event, event)
-                    bar.set_postfix(loss=f"{event['loss']:.3f}", sps=f"{event['samples_per_s']:.0f}")
+                    if main and (state["step"] % tc.log_every == 0 or state["step"] == total_steps):
+                        event = {
+                            "kind": "train",
+                            "step": state["step"],
+                            "epoch": state["epoch"],
+                            "loss": sum(
+                                _pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()
+                            ),
+                            **{f"loss/{k}": v for k, v in step_loss.items()},
+                            "lr": scheduler.get_last_lr()[0],
+                            **{
+                                f"logit_scale/{k}": float(p.detach().exp())
+                                for k, p in model.logit_scale.items()
+                            },
+                            "grad_norm": grad_norm,
+                            **window.rates(),
+                            "mem_gb": _memory_gb(dist),
+                        }
+                        _emit(run, on_event, event)
+                        bar.set_postfix(loss=f"{event['loss']:.3f}", sps=f"{event['samples_per_s']:.0f}")
 
-                at_epoch_end = state["batch"] + tc.accum_steps > len(loader)
-                if val_loader is not None and (
-                    (tc.val_every and state["step"] % tc.val_every == 0)
-                    or (not tc.val_every and at_epoch_end)
-                    or state["step"] == total_steps
-                ):
-                    metrics = _validate(net, model, val_loader, loss_fn, dist, use_bf16, validate)
-                    if main:
-                        _emit(
-                            run,
-                            on_event,
-                            {"kind": "val", "step": state["step"], "epoch": state["epoch"], **metrics},
-                        )
-                        _track_best(state, metrics, tc, run, model, optimizer, scheduler)
-                    if tc.early_stop_patience and _agree(
-                        main and state.get("since_best", 0) >= tc.early_stop_patience, dist
+                    at_epoch_end = state["batch"] + tc.accum_steps > len(loader)
+                    if val_loader is not None and (
+                        (tc.val_every and state["step"] % tc.val_every == 0)
+                        or (not tc.val_every and at_epoch_end)
+                        or state["step"] == total_steps
                     ):
-                        state["early_stopped"] = True
+                        metrics = _validate(net, model, val_loader, loss_fn, dist, use_bf16, validate)
+                        if main:
+                            _emit(
+                                run,
+                                on_event,
+                                {"kind": "val", "step": state["step"], "epoch": state["epoch"], **metrics},
+                            )
+                            _track_best(state, metrics, tc, run, model, optimizer, scheduler)
+                        if tc.early_stop_patience and _agree(
+                            main and state.get("since_best", 0) >= tc.early_stop_patience, dist
+                        ):
+                            state["early_stopped"] = True
 
-                stop_now = _agree(stop.is_set(), dist) or state.get("early_stopped", False)
-                if main and (state["step"] % tc.ckpt_every == 0 or state["step"] == total_steps or stop_now):
-                    _checkpoint(run, model, optimizer, scheduler, state, tc.keep_checkpoints)
-                if stop_now:
-                    stopped = True
-                    break
-                if state["step"] >= total_steps:
-                    break
-            else:
-                state["epoch"] += 1
-                state["batch"] = 0
-        bar.close()
+                    stop_now = _agree(stop.is_set(), dist) or state.get("early_stopped", False)
+                    if main and (
+                        state["step"] % tc.ckpt_every == 0 or state["step"] == total_steps or stop_now
+                    ):
+                        _checkpoint(run, model, optimizer, scheduler, state, tc.keep_checkpoints)
+                    if stop_now:
+                        stopped = True
+                        break
+                    if state["step"] >= total_steps:
+                        break
+                else:
+                    state["epoch"] += 1
+                    state["batch"] = 0
+        finally:
+            bar.close()  # before an error reaches the CLI, so its one line is not drawn over
 
         if state.get("best_step") and tc.early_stop_metric:
             # Early stopping keeps the best weights: load them and point `latest` at that checkpoint.
             best_dir = run.checkpoints / f"step-{state['best_step']:07d}"
             load_state(model, best_dir / "model.safetensors")
             if main:
-                (run.checkpoints / "latest").write_text(best_dir.name)
+                run.point_latest(best_dir.name)
         stopped = stopped and not state.get("early_stopped", False)
         if main:
             run.write_status(

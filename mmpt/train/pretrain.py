@@ -7,9 +7,10 @@ from typing import Any
 
 from mmpt.binaries import require_compiled
 from mmpt.errors import ConfigError
-from mmpt.runs import RunDir
+from mmpt.runs import RESUME_FILES, RunDir
 from mmpt.train.config import RunConfig, apply_overrides, load_config, normalise_pairs
 from mmpt.train.loop import TrainResult, train
+from mmpt.train.reporting import reporting
 
 
 def resolve_config(
@@ -45,12 +46,17 @@ def resolve_config(
     return cfg
 
 
-def pretrain(cfg: RunConfig, run: str | Path, **kwargs: Any) -> TrainResult:
-    """Start a new run in `run` and train it to the end (or until stopped); then evaluate on the test split."""
+def pretrain(cfg: RunConfig, run: str | Path, *, restart: bool = False, **kwargs: Any) -> TrainResult:
+    """Start a new run in `run` and train it to the end (or until stopped); then evaluate on the test split.
+
+    `restart` starts over in a folder that already holds a run (e.g. one killed before its first checkpoint),
+    discarding its checkpoints, metrics and reports first; `saved_config(run)` gives its settings.
+    """
     require_compiled()  # before the run folder is created: a broken install leaves nothing behind
-    run_dir = _create_on_main(run, cfg)
-    result = train(cfg, run_dir, **kwargs)
-    _evaluate_after(cfg, result, kwargs.get("progress", True))
+    run_dir = _create_on_main(run, cfg, restart)
+    with reporting(cfg, run_dir) as trackers:  # --report-to: each metrics event also goes to the trackers
+        result = train(cfg, run_dir, **trackers.hook(kwargs))
+        _evaluate_after(cfg, result, kwargs.get("progress", True))
     return result
 
 
@@ -69,19 +75,53 @@ def resume(
             raise ConfigError(
                 f"{run} was made with model {cfg.model.name!r}, not {model!r}; start a new run instead"
             )
-    if run_dir.latest_checkpoint() is None:
-        raise ConfigError(f"{run} has no checkpoint to resume from yet; start it again without --resume")
-    result = train(cfg, run_dir, resume=True, **kwargs)
-    _evaluate_after(cfg, result, kwargs.get("progress", True))
+    require_resumable(run_dir, "pretrain")
+    with reporting(cfg, run_dir, resume=True) as trackers:
+        result = train(cfg, run_dir, resume=True, **trackers.hook(kwargs))
+        _evaluate_after(cfg, result, kwargs.get("progress", True))
     return result
 
 
-def _create_on_main(run: str | Path, cfg: RunConfig) -> RunDir:
+def require_resumable(run_dir: RunDir, verb: str) -> None:
+    """Refuse a resume while another process trains the run, or when it has no intact checkpoint (one line
+    naming the checkpoints skipped as corrupt and the --restart way out)."""
+    live = run_dir.live_pid()
+    if live is not None:
+        raise ConfigError(f"{run_dir.path} is being trained by process {live}; it cannot be resumed twice")
+    ckpt, skipped = run_dir.find_checkpoint(need=RESUME_FILES)
+    if ckpt is None:
+        why = (
+            "; ".join(skipped) if skipped else "none was written: the run stopped before its first checkpoint"
+        )
+        raise ConfigError(
+            f"{run_dir.path} has no intact checkpoint to resume from ({why}); start it over with "
+            f"`mmpt {verb} --run {run_dir.path} --restart`"
+        )
+
+
+def saved_config(run: str | Path, *, data: str | None = None) -> RunConfig | None:
+    """The config a run folder was started with (None if it has none), the base of a --restart: a `data`
+    given again means a new start on that dataset's latest version, so the saved version pin is dropped."""
+    path = Path(run) / "config.toml"
+    if not path.is_file():
+        return None
+    try:
+        cfg = load_config(path)
+    except ConfigError:
+        if data:  # an unreadable saved config: the flags given set the new run up
+            return None
+        raise
+    if data:
+        cfg.data.version = 0
+    return cfg
+
+
+def _create_on_main(run: str | Path, cfg: RunConfig, restart: bool = False) -> RunDir:
     """Only rank 0 creates the folder; the other ranks of a torchrun job just point at it."""
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        return RunDir.create(run, cfg.to_dict())
+        return RunDir.create(run, cfg.to_dict(), restart=restart)
     return RunDir(run)
 
 
