@@ -159,7 +159,7 @@ def test_unknown_model_is_a_one_line_config_error(name):
         resolve_model_config(name)
     assert "\n" not in str(err.value)
     if not name.endswith(".json"):
-        assert "tiny, small, base" in str(err.value) and "open_clip" in str(err.value)
+        assert "tiny, tiny-conv, small, base" in str(err.value) and "open_clip" in str(err.value)
 
 
 def test_bad_configs_are_config_errors(tmp_path):
@@ -196,7 +196,8 @@ def test_config_round_trips_through_toml_without_nulls():
 
 def test_save_load_round_trip(tiny, tmp_path):
     save_model(tiny, tmp_path / "ckpt")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["model.json", "model.safetensors"]
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["checksums.json", "model.json", "model.safetensors"]
     loaded = load_model(tmp_path / "ckpt").eval()
     assert loaded.config.to_dict() == tiny.config.to_dict()
     x = _inputs(tiny.spec)

@@ -10,6 +10,7 @@ from mmpt.errors import ConfigError
 
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
 PAIRS: tuple[str, ...] = ("image_text", "audio_text", "image_audio")
+IMAGE_TOWERS: tuple[str, ...] = ("open_clip", "conv")
 OPENAI_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -121,6 +122,9 @@ class ModelConfig:
     embed_dim: int = 128
     clip: dict[str, Any] = field(default_factory=tiny_clip_config)
     text_tower: str = "open_clip"  # "open_clip": the open_clip text transformer in `clip.text_cfg`
+    image_tower: str = (
+        "open_clip"  # "open_clip": open_clip's vision tower; "conv": mmpt.models.conv (no export)
+    )
     audio: AudioConfig = field(default_factory=AudioConfig)
     image_mean: list[float] = field(default_factory=lambda: list(OPENAI_MEAN))
     image_std: list[float] = field(default_factory=lambda: list(OPENAI_STD))
@@ -153,6 +157,14 @@ class ModelConfig:
                 raise ConfigError(f"model config 'clip' needs a '{key}' table for the {needed} tower")
         if not (self.text_tower == "open_clip" or self.text_tower.startswith("hf:")):
             raise ConfigError(f"text_tower must be 'open_clip' or 'hf:<folder>', got {self.text_tower!r}")
+        if self.image_tower not in IMAGE_TOWERS:
+            raise ConfigError(
+                f"image_tower must be one of {', '.join(IMAGE_TOWERS)}, got {self.image_tower!r}"
+            )
+        if self.image_tower == "conv" and "image" in self.modalities:
+            from mmpt.models.conv import check_conv_config
+
+            check_conv_config(self.clip["vision_cfg"])
         if len(self.image_mean) != 3 or len(self.image_std) != 3:
             raise ConfigError("image_mean and image_std must hold 3 values (RGB)")
         if self.max_logit_scale <= 0:

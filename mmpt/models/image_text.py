@@ -19,7 +19,12 @@ CLIP_BPE_VOCAB = 49408  # open_clip's SimpleTokenizer (the "open_clip" tokenizer
 
 
 def build_image_tower(cfg: ModelConfig) -> nn.Module:
-    """open_clip's vision tower (ViT, ModifiedResNet or timm trunk) projecting to `cfg.embed_dim`."""
+    """open_clip's vision tower (ViT, ModifiedResNet or timm trunk) projecting to `cfg.embed_dim`, or
+    mmpt's small conv tower when `cfg.image_tower` is "conv"."""
+    if cfg.image_tower == "conv":
+        from mmpt.models.conv import ConvImageTower
+
+        return ConvImageTower(cfg.embed_dim, dict(cfg.clip["vision_cfg"]))
     from open_clip.model import _build_vision_tower
 
     vision_cfg = dict(cfg.clip["vision_cfg"])

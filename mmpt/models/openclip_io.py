@@ -50,6 +50,11 @@ def mmpt_to_openclip(
             f"only a model with image and text towers exports to open_clip; this one has "
             f"{', '.join(model.modalities)}"
         )
+    if model.config.image_tower != "open_clip":
+        raise ConfigError(
+            f"the {model.config.image_tower!r} image tower of model {model.config.name!r} has no "
+            "open_clip equivalent; only models with open_clip image towers export to open_clip"
+        )
     state = model.state_dict()
     text = {k[len("clip.text.") :]: v for k, v in state.items() if k.startswith("clip.text.")}
     custom = model.config.text_tower != "open_clip" or any(not k.startswith(FLAT_TEXT_KEYS) for k in text)

@@ -54,6 +54,9 @@ TEMPLATES = (
     "picture of one {size} {colour} {shape}",
     "{where}, a {colour} {shape}",
     "a {shape}, {colour}, {where}, {bg} backdrop",
+    # the wording of the default zero-shot prompt ("a photo of a {label}"): a word no caption used kept an
+    # untrained embedding that pulled the class prompts apart from the captions (zero-shot colour 0.62 on seed 1)
+    "a photo of a {size} {colour} {shape}",
 )
 P_NO_IMAGE, P_NO_AUDIO, P_NO_TEXT = 0.05, 0.05, 0.03
 _TABLE = 2048
