@@ -23,7 +23,7 @@ import pyarrow as pa
 
 
 def make_dataset(path: Path, rows: int, dim: int = 512, seed: int = 0) -> None:
-    """A blob-less mmpt dataset with 12 clustered labels and emb_bench_image / emb_bench_audio columns."""
+    """A blob-less mmpt dataset with 12 clustered labels and unit-length emb_bench_image / emb_bench_audio columns."""
     import lance
 
     rng = np.random.default_rng(seed)
@@ -37,6 +37,7 @@ def make_dataset(path: Path, rows: int, dim: int = 512, seed: int = 0) -> None:
     }
     for m in ("image", "audio"):
         vectors = centres[labels] + rng.normal(scale=0.8, size=(rows, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # unit length, as `mmpt embed` writes them
         columns[f"emb_bench_{m}"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)
     lance.write_dataset(pa.table(columns), str(path), mode="overwrite")
 

@@ -1,8 +1,8 @@
 """The quickstart notebook in a real browser: JupyterLab + headless Chromium (Debian's) driven by Playwright.
 
 Checks in the DOM what a user sees: the train panel's progress and curves mid-run, Stop ending a running job,
-the explorer's canvas, a selection set from Python filling the grid, hover previews (card thumbnail and the
-tooltip playing the row's clip), a lasso drawn with the mouse reaching Python, a text search highlighting hits,
+the explorer's canvas, a selection set from Python filling the grid, hover previews (the hover card's thumbnail
+and its clip playing), a lasso drawn with the mouse reaching Python, a text search highlighting hits,
 a click showing neighbours. Screenshots go to tests/artefacts/ (look at them); figures to
 tests/artefacts/browser.json.
 """
@@ -42,10 +42,11 @@ SHOTS = (
 QUICK_STEPS = 150
 
 # Watch one hover: when the mouse moved (the first mousemove), each hover card that showed a thumbnail (time,
-# row id), each clip the tooltip's <audio> started playing (time, src) and how far it played.
+# row id), each clip the hover card's <audio> started playing (time, src) and how far it played. Media events do
+# not bubble, so the card's players are heard in the capture phase on the hover box (cards replace each other).
 HOVER_WATCH_JS = """(panelSelector) => {
   const panel = document.querySelector(panelSelector);
-  const audio = panel.querySelector('.mmpt-scatter audio');
+  const box = panel.querySelector('.mmpt-hover');
   const w = window.__mmptHover = {t0: null, cards: [], plays: []};
   window.addEventListener('mousemove', () => { if (w.t0 === null) w.t0 = performance.now(); },
                           {capture: true, once: true});
@@ -58,16 +59,13 @@ HOVER_WATCH_JS = """(panelSelector) => {
     if (img.complete && img.naturalWidth > 0) w.cards.push({t: performance.now(), id});
     else img.addEventListener('load', check, {once: true});
   };
-  new MutationObserver(check).observe(panel.querySelector('.mmpt-hover'),
-                                      {subtree: true, childList: true, attributes: true});
-  if (audio) {
-    audio.addEventListener('playing', () => w.plays.push({t: performance.now(), src: audio.src, played: 0}));
-    audio.addEventListener('timeupdate', () => {
-      const last = w.plays[w.plays.length - 1];
-      if (last && last.src === audio.src) last.played = Math.max(last.played, audio.currentTime);
-    });
-  }
-  return !!audio;
+  new MutationObserver(check).observe(box, {subtree: true, childList: true, attributes: true});
+  box.addEventListener('playing', (e) => w.plays.push({t: performance.now(), src: e.target.src, played: 0}), true);
+  box.addEventListener('timeupdate', (e) => {
+    const last = w.plays[w.plays.length - 1];
+    if (last && last.src === e.target.src) last.played = Math.max(last.played, e.target.currentTime);
+  }, true);
+  return true;
 }"""
 
 
@@ -113,12 +111,12 @@ def visible_points(page) -> dict:
 
 def hover(page, points: dict, target: int, ids: list[str]) -> dict:
     """Move the mouse from off the canvas onto point `target`'s pixel; wait until the hover card shows the hovered
-    row's thumbnail and the tooltip plays that row's clip. Returns the hovered index and the latencies (ms)."""
+    row's thumbnail and plays that row's clip. Returns the hovered index and the latencies (ms)."""
     rx, ry, rw, rh = points["rect"]
     page.mouse.move(rx + rw / 2, ry + rh + 40)  # off the canvas: no point hovered
     wait_for(lambda: py(page, "view.scatter.widget.hovering") is None, 10, "the hover to end")
     page.wait_for_timeout(300)
-    assert page.evaluate(HOVER_WATCH_JS, PANEL), "the tooltip has no <audio> element"
+    assert page.evaluate(HOVER_WATCH_JS, PANEL)
     page.mouse.move(*points["xy"][target])  # one mousemove event
     index = wait_for(
         lambda: (h := py(page, "view.scatter.widget.hovering")) is not None and [h], 10, "widget.hovering"
@@ -132,7 +130,7 @@ def hover(page, points: dict, target: int, ids: list[str]) -> dict:
         play = next((p for p in w["plays"] if p["src"] == clip and p["played"] > 0.15), None)
         return card and play and {"t0": w["t0"], "card": card["t"], "play": play}
 
-    watch = wait_for(done, 10, "the hover card's thumbnail and the tooltip's clip playing", poll=0.05)
+    watch = wait_for(done, 10, "the hover card's thumbnail and its clip playing", poll=0.05)
     return {
         "index": index,
         "card_ms": round(watch["card"] - watch["t0"], 1),
@@ -257,7 +255,7 @@ def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
             highlighted = set(py(page, "[int(i) for i in view.scatter.widget.selection]"))
             assert {ids[i] for i in highlighted} == set(chosen)
 
-            # 5. hover: the card shows the row's thumbnail and the tooltip plays the row's clip
+            # 5. hover: the card shows the row's thumbnail and plays the row's clip
             points = visible_points(page)
             modality = py(page, "list(view.frame['modality'].astype(str))")
             xy = points["xy"]
@@ -282,12 +280,12 @@ def test_quickstart_in_jupyterlab(tmp_path: Path) -> None:
             assert seen[0]["index"] != seen[1]["index"]
             explorer.screenshot(path=str(ARTEFACTS / "explorer_hover.png"))
             figures["hover_to_card_thumbnail_ms"] = [r["card_ms"] for r in seen]
-            figures["hover_to_tooltip_audio_playing_ms"] = [r["audio_ms"] for r in seen]
-            figures["tooltip_clip_played_s"] = [r["played_s"] for r in seen]
-            # the issue's 300 ms is a figure to record, bounded here loosely against a loaded CI box; jscatter
-            # itself waits 500 ms (TOOLTIP_DEBOUNCE_TIME) after the last mouse move before it shows a tooltip
+            figures["hover_to_card_audio_playing_ms"] = [r["audio_ms"] for r in seen]
+            figures["card_clip_played_s"] = [r["played_s"] for r in seen]
+            # the issue's 300 ms is a figure recorded on a quiet machine (benchmarks/README.md), bounded here
+            # loosely against a loaded CI box
             assert max(figures["hover_to_card_thumbnail_ms"]) <= 1000, seen
-            assert max(figures["hover_to_tooltip_audio_playing_ms"]) <= 2000, seen
+            assert max(figures["hover_to_card_audio_playing_ms"]) <= 1000, seen
             clicked = seen[0]["index"]
 
             # 6. a lasso drawn with the mouse selects exactly the rows of the points inside it, fills the grid

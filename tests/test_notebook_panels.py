@@ -175,18 +175,24 @@ def test_explorer_tooltip_preview_is_made_on_demand(panel, explorer) -> None:
     )
     msg = panel.sent[-1]
     assert msg["index"] == index and msg["properties"]["modality"] == "audio"
-    assert msg["preview"].startswith("data:audio/wav;base64,") and len(msg["preview"]) > 1000
-    assert panel.hover_type == "audio"
+    # the demo rows have images and sound: the clip plays from the hover card, the tooltip shows the image
+    assert panel.hover_type == "audio" and panel.tooltip_type == "image"
+    assert msg["preview"].startswith("data:image/png;base64,") and len(msg["preview"]) > 200
 
 
 def test_explorer_hover_card(panel, explorer) -> None:
     frame = explorer.points()
-    index = int(np.flatnonzero(frame["modality"] == "image")[0])
+    images = np.flatnonzero(frame["modality"] == "image")
+    index = int(next(i for i in images if explorer.item(frame["id"][i]).audio_uri()))  # a row with a clip
     panel.scatter.widget.hovering = index
     assert (
         "mmpt-hover-card" in panel.hover_w.value and f'data-id="{frame["id"][index]}"' in panel.hover_w.value
     )
     assert "mmpt-thumb" in panel.hover_w.value
+    # the card plays the row's clip as it appears (and only the hover card: grid cards wait for a click)
+    assert 'class="mmpt-audio" controls autoplay src="data:audio/wav;base64,' in panel.hover_w.value
+    panel.selection([frame["id"][index]])
+    assert "autoplay" not in panel.grid_w.value and 'preload="none"' in panel.grid_w.value
 
 
 def test_explorer_search_highlights_hits(panel) -> None:

@@ -79,7 +79,7 @@ class Explorer:
         device: str = "auto",
         progress: bool = True,
     ) -> None:
-        from mmpt.embed.encoder import run_name
+        from mmpt.embed.columns import run_name
 
         self.run_dir: Path | None = Path(run) if Path(run).exists() else None
         self.name = run_name(run, name) if self.run_dir is not None else check_run_name(name or str(run))

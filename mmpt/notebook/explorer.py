@@ -1,7 +1,10 @@
 """ExplorerPanel: a jupyter-scatter view of an `mmpt.explore.Explorer` session (the session keeps all state).
 
 The scatter gets only coordinates and categories; hover previews (thumbnail PNG / WAV clip) are produced on
-demand from the dataset when the browser asks for a tooltip, never as 100k data URIs up front. The selection
+demand from the dataset when a point is hovered, never as 100k data URIs up front. The hover card beside the
+map shows the row (thumbnail, spectrogram, caption) and plays its clip as soon as the point is hovered; the
+scatter's own tooltip shows the thumbnail (jupyter-scatter waits 500 ms after the last mouse move before it
+asks, too long for sound: the card answers in ~0.2 s). The selection
 syncs both ways: a lasso or click in the scatter selects the rows of those points in the session; setting the
 session's selection (from Python or a search) highlights every point of those rows and fills the grid.
 """
@@ -20,6 +23,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
+from mmpt.errors import ConfigError
 from mmpt.notebook import html as H
 
 UNSET: Any = object()
@@ -101,9 +105,14 @@ class ExplorerPanel:
         points = explorer.points(method)
         self.frame = _scatter_frame(points)
         modalities = set(self.frame["modality"].astype(str))
+        media = self._row_media()
         if hover == "auto":
-            hover = "audio" if "audio" in self._row_media() else "image"
+            hover = "audio" if "audio" in media else "image"
+        if hover not in ("audio", "image", "text"):
+            raise ConfigError(f"hover must be 'auto', 'audio', 'image' or 'text', got {hover!r}")
         self.hover_type = hover
+        # what the scatter's tooltip previews: the clip plays from the hover card, so the tooltip shows an image
+        self.tooltip_type = "image" if hover == "audio" and "image" in media else hover
 
         x_scale, y_scale = _square_domains(self.frame)
         self.scatter = jscatter.Scatter(
@@ -124,7 +133,7 @@ class ExplorerPanel:
             True,
             properties=["id", "modality", "label", "split"],
             preview="id",
-            preview_type=hover,
+            preview_type=self.tooltip_type,
             preview_audio_controls=True,
         )
         widget = self.scatter.widget
@@ -347,7 +356,8 @@ class ExplorerPanel:
         started = time.perf_counter()
         rec = self.frame.iloc[int(index)]
         item = self.explorer.item(str(rec["id"]), str(rec["modality"]))
-        self.hover_w.value = H.CARD_STYLE + H.card(item, extra_class="mmpt-hover-card")
+        card = H.card(item, extra_class="mmpt-hover-card", autoplay=self.hover_type == "audio")
+        self.hover_w.value = H.CARD_STYLE + card
         self._hover_times.append(time.perf_counter() - started)
 
     def _serve_tooltip(self, event: dict[str, Any]) -> None:
@@ -365,9 +375,9 @@ class ExplorerPanel:
         preview = None
         if event.get("preview") is not None:
             item = self.explorer.item(str(rec["id"]), str(rec["modality"]))
-            if self.hover_type == "audio":
+            if self.tooltip_type == "audio":
                 preview = item.audio_uri() or SILENT_WAV
-            elif self.hover_type == "image":
+            elif self.tooltip_type == "image":
                 preview = item.image_uri() or item.spectrogram_uri() or BLANK_PNG
             else:
                 preview = item.caption or ""

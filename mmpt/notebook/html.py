@@ -37,8 +37,11 @@ def esc(value: Any) -> str:
     return "-" if value is None else html.escape(str(value))
 
 
-def card(item: CardItem, score: float | None = None, extra_class: str = "") -> str:
-    """One item as a card: id, modality/label/split, thumbnail, spectrogram, audio player, caption."""
+def card(item: CardItem, score: float | None = None, extra_class: str = "", autoplay: bool = False) -> str:
+    """One item as a card: id, modality/label/split, thumbnail, spectrogram, audio player, caption.
+
+    `autoplay` starts the clip as soon as the card is shown (the hover card: browsers allow it once the user
+    has interacted with the page, as running a cell does)."""
     meta = " · ".join(esc(v) for v in (item.modality, item.label, item.split) if v)
     parts = [
         f'<div class="mmpt-card {extra_class}" data-id="{esc(item.id)}" data-modality="{esc(item.modality)}">',
@@ -53,7 +56,8 @@ def card(item: CardItem, score: float | None = None, extra_class: str = "") -> s
         parts.append(f'<img class="mmpt-spec" src="{item.spectrogram_uri()}" alt="spectrogram">')
     parts.append("</div>")
     if item.audio_uri():
-        parts.append(f'<audio class="mmpt-audio" controls preload="none" src="{item.audio_uri()}"></audio>')
+        play = " autoplay" if autoplay else ' preload="none"'
+        parts.append(f'<audio class="mmpt-audio" controls{play} src="{item.audio_uri()}"></audio>')
     if item.caption:
         parts.append(f'<div class="mmpt-caption">{esc(item.caption)}</div>')
     if item.note:
