@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from gui.settings import Settings
 
 PAIRS = ("image-text", "audio-text", "image-audio")
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("tiny", "tiny-conv", "small", "base")
 FREEZE = ("auto", "none", "text", "image", "audio", "image,text", "heads")
 
 

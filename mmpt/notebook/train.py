@@ -99,7 +99,7 @@ class TrainPanel:
         self.run_w = W.Text(value=str(run or ""), description="run folder", style=style, layout=lay)
         self.model_w = W.Combobox(
             value=str(c.pop("model", "tiny")),
-            options=["tiny", "small", "base", "ViT-B-32"],
+            options=["tiny", "tiny-conv", "small", "base", "ViT-B-32"],
             description="model",
             style=style,
             layout=lay,
