@@ -162,15 +162,20 @@ def _dataclass_from(cls: type[_Section], values: dict[str, Any], section: str) -
     return cls(**values)
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read a run config from TOML; missing keys take their defaults, unknown keys are an error."""
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing file or bad TOML is one ConfigError line naming `what` and the path."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+        raise ConfigError(f"{what} not found: {p}")
     try:
-        return RunConfig.from_dict(tomllib.loads(p.read_text()))
+        return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a run config from TOML; missing keys take their defaults, unknown keys are an error."""
+    return RunConfig.from_dict(read_toml(path))
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

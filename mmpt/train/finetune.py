@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,14 @@ from mmpt.errors import ConfigError, DataError
 from mmpt.models.config import MODALITIES, ModelConfig, model_pairs
 from mmpt.models.model import MultimodalModel, build_model
 from mmpt.runs import RunDir
-from mmpt.train.config import FinetuneConfig, RunConfig, apply_overrides, load_config, normalise_pairs
+from mmpt.train.config import (
+    FinetuneConfig,
+    RunConfig,
+    apply_overrides,
+    load_config,
+    normalise_pairs,
+    read_toml,
+)
 from mmpt.train.freeze import TOWERS, apply_freeze, lr_scale_fn, tower_of
 from mmpt.train.loop import TrainResult, Validate, train
 from mmpt.train.pretrain import require_resumable
@@ -192,13 +198,7 @@ def resolve_finetune_config(
     """
     d: dict[str, Any] = {"train": dict(TRAIN_DEFAULTS)}
     if config_file:
-        p = Path(config_file)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+        loaded = read_toml(config_file)
         for section, values in loaded.items():
             d[section] = {**d.get(section, {}), **values} if isinstance(values, dict) else values
     lr_given = (

@@ -11,14 +11,13 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmpt.errors import ConfigError
-from mmpt.train.config import DataConfig, FinetuneConfig, RunConfig, TrainConfig
+from mmpt.train.config import DataConfig, FinetuneConfig, RunConfig, TrainConfig, read_toml
 
 # short sweepable name -> (section, field); any other scalar field is reachable as SECTION.FIELD
 SHORT: dict[str, tuple[str, str]] = {
@@ -159,12 +158,7 @@ def parse_grid(items: list[str]) -> dict[str, Dim]:
 def load_space(path: str | Path) -> dict[str, Dim]:
     """A search space from TOML: `NAME = [values]` or `NAME = {low, high, log, step}` per setting."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"search space file not found: {p}")
-    try:
-        doc = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    doc = read_toml(p, "search space file")
     space: dict[str, Dim] = {}
     for key, spec in doc.items():
         name = _canonical(key)
