@@ -11,6 +11,7 @@ from mmpt.errors import ConfigError
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
 PAIRS: tuple[str, ...] = ("image_text", "audio_text", "image_audio")
 IMAGE_TOWERS: tuple[str, ...] = ("open_clip", "conv")
+AUDIO_POOLS: tuple[str, ...] = ("auto", "mean", "cls")
 OPENAI_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
@@ -61,6 +62,8 @@ class AudioConfig:
     heads: int = 4
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
+    token_dropout: float = 0.0  # share of spectrogram patches dropped in training (FLIP-style); off at eval
+    pool: str = "auto"  # an HF audio tower's pooling: auto (its pooler / projection, else mean), mean or cls
 
     @property
     def clip_samples(self) -> int:
@@ -94,8 +97,12 @@ class AudioConfig:
             raise ConfigError(
                 f"audio.n_mels ({self.n_mels}) must be a multiple of audio.patch_size ({self.patch_size})"
             )
+        if not 0.0 <= self.token_dropout < 1.0:
+            raise ConfigError(f"audio.token_dropout must be in [0, 1), got {self.token_dropout}")
         if self.width % self.heads:
             raise ConfigError(f"audio.width ({self.width}) must be divisible by audio.heads ({self.heads})")
+        if self.pool not in AUDIO_POOLS:
+            raise ConfigError(f"audio.pool must be one of {', '.join(AUDIO_POOLS)}, got {self.pool!r}")
         if self.win_length > self.n_fft:
             raise ConfigError(
                 f"audio.win_length ({self.win_length}) must not exceed audio.n_fft ({self.n_fft})"
@@ -126,6 +133,9 @@ class ModelConfig:
         "open_clip"  # "open_clip": open_clip's vision tower; "conv": mmpt.models.conv (no export)
     )
     audio: AudioConfig = field(default_factory=AudioConfig)
+    # "mmpt": the log-mel ViT of `audio`; "hf:<hub id or folder>": a pretrained HF audio encoder (its feature
+    # extractor inside the tower; `audio.sample_rate` / `clip_seconds` then follow the extractor)
+    audio_tower: str = "mmpt"
     image_mean: list[float] = field(default_factory=lambda: list(OPENAI_MEAN))
     image_std: list[float] = field(default_factory=lambda: list(OPENAI_STD))
     init_logit_scale: float = math.log(1 / 0.07)
@@ -156,7 +166,13 @@ class ModelConfig:
             if needed in self.modalities and not isinstance(self.clip.get(key), dict):
                 raise ConfigError(f"model config 'clip' needs a '{key}' table for the {needed} tower")
         if not (self.text_tower == "open_clip" or self.text_tower.startswith("hf:")):
-            raise ConfigError(f"text_tower must be 'open_clip' or 'hf:<folder>', got {self.text_tower!r}")
+            raise ConfigError(
+                f"text_tower must be 'open_clip' or 'hf:<hub id or folder>', got {self.text_tower!r}"
+            )
+        if not (self.audio_tower == "mmpt" or self.audio_tower.startswith("hf:")):
+            raise ConfigError(
+                f"audio_tower must be 'mmpt' or 'hf:<hub id or folder>', got {self.audio_tower!r}"
+            )
         if self.image_tower not in IMAGE_TOWERS:
             raise ConfigError(
                 f"image_tower must be one of {', '.join(IMAGE_TOWERS)}, got {self.image_tower!r}"

