@@ -1,31 +1,14 @@
-"""Audio decoding for the audio tower: soundfile bytes -> mono float32 waveform at the tower's rate and length."""
+"""Audio for the audio tower: encoded bytes -> mono float32 waveform at the tower's rate (the decoder lives in
+mmpt.store.audio_decode, shared with the training-ready copies of ingest), cropped or padded to its length."""
 
 from __future__ import annotations
 
-import io
-from functools import lru_cache
-
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio
 
+from mmpt.store.audio_decode import decode_audio, mix_to_mono, read_pcm_wav
 
-def decode_audio(data: bytes, sample_rate: int) -> torch.Tensor:
-    """Decode encoded audio (WAV, FLAC, OGG...) to a mono float32 waveform [S] resampled to `sample_rate`."""
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    wave = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1, dtype=np.float32)))
-    if wave.numel() == 0:
-        raise ValueError("audio has no samples")
-    if rate != sample_rate:
-        wave = _resampler(int(rate), int(sample_rate))(wave)
-    return wave
-
-
-@lru_cache(maxsize=16)
-def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
-    # The transform caches its sinc kernel, which functional.resample rebuilds on every call.
-    return torchaudio.transforms.Resample(orig, new)
+__all__ = ["decode_audio", "fit_length", "mix_to_mono", "read_pcm_wav"]
 
 
 def fit_length(wave: torch.Tensor, n: int, rng: np.random.Generator | None = None) -> torch.Tensor:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmpt.data.reader import FAILURES, LanceBatchReader
+from mmpt.data.reader import FAILURES, JPEG_BYTES, LanceBatchReader
 from mmpt.data.sampler import ShardedBatchSampler, split_positions
-from mmpt.errors import DataError
+from mmpt.errors import ConfigError, DataError
 from mmpt.models.spec import InputSpec
 from mmpt.store.parent_watch import FORKSERVER_OWNER, die_with, owner
 from mmpt.store.schema import MODALITIES
@@ -48,6 +48,8 @@ class BatchLoader:
     ) -> None:
         self.reader, self.sampler, self.num_workers = reader, sampler, num_workers
         self.decode_failures: Counter[str] = Counter()  # modality -> rows whose blob failed to decode
+        # gpu_jpeg_decode: where the JPEG bytes workers pass on are decoded (None: the current CUDA device)
+        self.jpeg_device: torch.device | None = None
         self._loader: DataLoader | None = None
         self._start_batch = 0
 
@@ -100,6 +102,11 @@ class BatchLoader:
                         reason,
                     )
                 self.decode_failures[modality] += 1
+            if JPEG_BYTES in batch:  # gpu_jpeg_decode: the batch moves to the GPU, its JPEGs decoded there
+                from mmpt.data.device import to_device
+
+                device = self.jpeg_device or torch.device("cuda", torch.cuda.current_device())
+                batch = to_device(batch, device, self.reader.spec)
             yield batch
 
     def _build(self) -> DataLoader:
@@ -160,13 +167,21 @@ def build_loader(
     verify_sha256: bool = False,
     storage_options: dict[str, str] | None = None,
     rows: np.ndarray | list[int] | None = None,
+    fast_image_decode: bool = True,
+    gpu_jpeg_decode: bool = False,
 ) -> BatchLoader:
     """Batches of `split` for one rank: shuffled per epoch and augmented when `train`, in order otherwise.
 
     `dataset` is a LanceDataset already checked out at the version to train on (or an MmptDataset, which also
     carries its storage options, or a URI, pinned to its latest version now); workers reopen that exact version. `drop_last` defaults to `train`. `rows`
-    (row positions) replaces the split filter when given, e.g. to embed a selection.
+    (row positions) replaces the split filter when given, e.g. to embed a selection. `fast_image_decode`
+    (without augmentation) decodes JPEGs at reduced size and resizes only the centre crop, within
+    `transforms.DRAFT_TOLERANCE` of open_clip's transform. `gpu_jpeg_decode` has workers pass JPEG bytes on
+    undecoded; the loader then yields batches already on the GPU, their JPEGs decoded there with nvJPEG
+    (`mmpt.data.device`). It needs CUDA (ConfigError otherwise) and no image augmentation.
     """
+    if gpu_jpeg_decode:
+        check_gpu_jpeg_decode(train and bool(image_augment))
     ds, storage_options = _open(dataset, storage_options)
     modalities = tuple(modalities)
     _check_modalities(ds, modalities)
@@ -191,8 +206,20 @@ def build_loader(
         verify_sha256=verify_sha256,
         storage_options=storage_options,
         dataset=ds,
+        fast_image_decode=fast_image_decode,
+        gpu_jpeg_decode=gpu_jpeg_decode,
     )
     return BatchLoader(reader, sampler, num_workers=num_workers)
+
+
+def check_gpu_jpeg_decode(augment: bool, cuda: bool | None = None) -> None:
+    """ConfigError unless JPEGs can be decoded on the GPU: CUDA present, eval-style image transform."""
+    if not (torch.cuda.is_available() if cuda is None else cuda):
+        raise ConfigError("data.gpu_jpeg_decode needs a CUDA device and none is available; set it to false")
+    if augment:
+        raise ConfigError(
+            "data.gpu_jpeg_decode applies the eval image transform only; set data.image_augment=false with it"
+        )
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -208,7 +235,10 @@ def worker_context() -> multiprocessing.context.BaseContext:
     )
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()
+    from mmpt.data.forked_server import start_forked_server
+
+    if not start_forked_server(WORKER_PRELOAD):  # a fork of this process when safe: no second interpreter
+        forkserver.ensure_running()
     return ctx
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from mmpt.data.audio import decode_audio, fit_length
+from mmpt.data.captions import pick_captions
 from mmpt.data.collate import stack_with_mask
 from mmpt.data.sampler import BatchItem
 from mmpt.data.seeding import private_rng, reseed, row_seeds
@@ -26,13 +27,17 @@ from mmpt.data.transforms import (
     ImageTransform,
     build_image_transform,
     decode_image,
+    fast_eval_steps,
     split_batch_normalize,
 )
 from mmpt.models.spec import InputSpec
 from mmpt.models.tokenizer import Tokenizer, build_tokenizer
-from mmpt.store.schema import ID, LABEL, TEXT, sha_column
+from mmpt.store.schema import ID, LABEL, TEXT, TEXTS, ready_column, sha_column
 
 FAILURES = "_decode_failures"  # batch key carrying [(modality, row id, reason)] back to the loader
+# With gpu_jpeg_decode: the batch's JPEG files end to end in one uint8 tensor (one shared-memory segment, not
+# one per image), each one's byte count, and their rows in the batch; mmpt.data.device decodes them
+JPEG_BYTES, JPEG_SIZES, JPEG_ROWS = "image_jpeg", "image_jpeg_sizes", "image_jpeg_rows"
 
 _T = TypeVar("_T")
 
@@ -58,11 +63,18 @@ class LanceBatchReader(Dataset):
         verify_sha256: bool = False,
         storage_options: dict[str, str] | None = None,
         dataset: lance.LanceDataset | None = None,
+        fast_image_decode: bool = True,
+        gpu_jpeg_decode: bool = False,
     ) -> None:
         self.uri, self.version, self.storage_options = uri, version, storage_options
         self.spec, self.modalities, self.train, self.seed = spec, tuple(modalities), train, seed
         self.image_augment = image_augment if train else False
         self.verify_sha256 = verify_sha256
+        # Without augmentation: JPEG draft decode + resize of the centre crop only (transforms.DRAFT_TOLERANCE)
+        self.fast_image_decode = fast_image_decode and not self.image_augment
+        self.gpu_jpeg_decode = gpu_jpeg_decode
+        # Blob columns read per modality: the training-ready copy first (mmpt.store.ready), then the original
+        self._blob_columns: dict[str, tuple[str, ...]] | None = None
         self._ds = dataset
         self._tokenizer: Tokenizer | None = None
         # open_clip's image transform, built lazily in each worker; when it ends in ToTensor + Normalize it is
@@ -91,7 +103,11 @@ class LanceBatchReader(Dataset):
     def __getitem__(self, item: BatchItem) -> dict[str, Any]:
         positions = item.positions.tolist()
         sha_cols = [sha_column(m) for m in self.modalities if m in ("image", "audio") and self.verify_sha256]
-        table = self.lance.take(positions, columns=[ID, TEXT, LABEL, *sha_cols]).to_pydict()
+        # Training draws one of an item's several captions per epoch (mmpt.data.captions); eval reads `text`
+        many = self.train and "text" in self.modalities and TEXTS in self.lance.schema.names
+        table = self.lance.take(
+            positions, columns=[ID, TEXT, LABEL, *([TEXTS] if many else []), *sha_cols]
+        ).to_pydict()
         seeds = row_seeds(self.seed, item.epoch, item.batch_index, item.slots) if self.train else None
         batch: dict[str, Any] = {
             "ids": table[ID],
@@ -101,14 +117,14 @@ class LanceBatchReader(Dataset):
         }
         failures: list[tuple[str, str, str]] = []
         if "text" in self.modalities:
-            batch["text"], batch["text_mask"] = self._text(table[TEXT])
+            texts = table[TEXT]
+            if many:
+                texts = pick_captions(self.seed, item.epoch, table[ID], texts, table[TEXTS])
+            batch["text"], batch["text_mask"] = self._text(texts)
         for modality in ("image", "audio"):
             if modality not in self.modalities:
                 continue
-            blobs: list[bytes | None] = [
-                b for _, b in self.lance.read_blobs(modality, indices=positions, preserve_order=True)
-            ]
-            shas: list[str | None] = table.get(sha_column(modality), [None] * len(blobs))
+            blobs, shas = self._read_blobs(modality, positions, table)
             rows = (modality, table[ID], blobs, shas, seeds, failures)
             key, size = f"{modality}_mask", self.spec.image_size
             if modality == "audio":
@@ -119,7 +135,19 @@ class LanceBatchReader(Dataset):
             if (
                 pil_steps is not None and normalize is not None
             ):  # decode to uint8 arrays, normalise in one pass
-                pixels = self._decode_all(partial(self._pixels, pil_steps, normalize), *rows)
+                pixels: list[Any] = self._decode_all(partial(self._pixels, pil_steps, normalize), *rows)
+                if self.gpu_jpeg_decode:
+                    # JPEG bytes stay undecoded: the main process decodes them on the GPU (mmpt.data.device)
+                    jpeg_rows = [i for i, p in enumerate(pixels) if isinstance(p, bytes)]
+                    joined = b"".join(pixels[i] for i in jpeg_rows)
+                    batch[JPEG_BYTES] = (
+                        torch.frombuffer(bytearray(joined), dtype=torch.uint8)
+                        if joined
+                        else torch.zeros(0, dtype=torch.uint8)
+                    )
+                    batch[JPEG_SIZES] = torch.tensor([len(pixels[i]) for i in jpeg_rows], dtype=torch.long)
+                    batch[JPEG_ROWS] = torch.tensor(jpeg_rows, dtype=torch.long)
+                    pixels = [None if isinstance(p, bytes) else p for p in pixels]
                 batch[modality], batch[key] = normalize(pixels, size)
             else:
                 images = self._decode_all(partial(self._image, transform), *rows)
@@ -129,6 +157,36 @@ class LanceBatchReader(Dataset):
 
     def __len__(self) -> int:  # only the sampler indexes this dataset; the length is the row count
         return self.lance.count_rows()
+
+    def _read_blobs(
+        self, modality: str, positions: list[int], table: dict[str, list]
+    ) -> tuple[list[bytes | None], list[str | None]]:
+        """Each row's blob of `modality`, from its training-ready copy where it has one (mmpt.store.ready), and
+        the sha256 to check it against (None when not verifying)."""
+        if self._blob_columns is None:
+            names = set(self.lance.schema.names)
+            self._blob_columns = {
+                m: tuple(c for c in (ready_column(m), m) if c in names) for m in ("image", "audio")
+            }
+        columns = self._blob_columns[modality]
+        blobs: list[bytes | None] = [None] * len(positions)
+        shas: list[str | None] = [None] * len(positions)
+        todo = list(range(len(positions)))
+        for column in columns:
+            if not todo:
+                break
+            wanted = [positions[i] for i in todo]
+            read = [b for _, b in self.lance.read_blobs(column, indices=wanted, preserve_order=True)]
+            digests: list[str | None] = [None] * len(todo)
+            if self.verify_sha256:
+                if column == modality:
+                    digests = [table[sha_column(modality)][i] for i in todo]
+                else:
+                    digests = self.lance.take(wanted, columns=[sha_column(column)]).column(0).to_pylist()
+            for i, blob, digest in zip(todo, read, digests, strict=True):
+                blobs[i], shas[i] = blob, digest
+            todo = [i for i, blob in zip(todo, read, strict=True) if blob is None]
+        return blobs, shas
 
     def _text(self, texts: list[str | None]) -> tuple[torch.Tensor, torch.Tensor]:
         if self._tokenizer is None:
@@ -176,12 +234,14 @@ class LanceBatchReader(Dataset):
             transform = build_image_transform(self.spec, self.image_augment)
             split = split_batch_normalize(transform)
             self._pil_steps, self._batch_normalize = split if split else (None, None)
+            if self._pil_steps is not None and self.fast_image_decode:
+                self._pil_steps = fast_eval_steps(self._pil_steps, self.spec.image_size) or self._pil_steps
             self._image_transform = transform
         return self._image_transform, self._pil_steps, self._batch_normalize
 
     def _image(self, transform: Callable[[Image.Image], _T], blob: bytes, seed: int | None) -> _T:
         """Decode one image and apply `transform`, seeded per row when augmenting."""
-        image = decode_image(blob)
+        image = decode_image(blob, self.spec.image_size if self.fast_image_decode else None)
         if seed is None or not self.image_augment:
             return transform(image)
         with private_rng():
@@ -194,7 +254,10 @@ class LanceBatchReader(Dataset):
         normalize: BatchNormalize,
         blob: bytes,
         seed: int | None,
-    ) -> np.ndarray:
+    ) -> np.ndarray | bytes:
+        """uint8 [size, size, 3] pixels; with gpu_jpeg_decode, a JPEG's bytes as they are instead."""
+        if self.gpu_jpeg_decode and blob[:3] == b"\xff\xd8\xff":
+            return blob
         return normalize.as_pixels(self._image(pil_steps, blob, seed), self.spec.image_size)
 
     def _decode_audio(self, blob: bytes, seed: int | None) -> torch.Tensor:

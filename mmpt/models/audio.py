@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,12 @@ class LogMelFrontEnd(nn.Module):
 
 class AudioEncoder(nn.Module):
     """Log-mel front end + timm VisionTransformer over (patch x patch) spectrogram patches; the ViT's
-    classifier head is the projection to `embed_dim`."""
+    classifier head is the projection to `embed_dim`.
+
+    Attention is timm's, which calls F.scaled_dot_product_attention (flash / memory-efficient kernels on
+    CUDA). `cfg.token_dropout` drops that share of the patch tokens in training mode only (FLIP-style, timm's
+    PatchDropout, the class token kept): shorter sequences, so cheaper steps; eval and embedding see them all.
+    """
 
     def __init__(self, cfg: AudioConfig, embed_dim: int):
         super().__init__()
@@ -77,12 +83,18 @@ class AudioEncoder(nn.Module):
             num_heads=cfg.heads,
             mlp_ratio=cfg.mlp_ratio,
             drop_path_rate=cfg.drop_path,
+            patch_drop_rate=cfg.token_dropout,
             global_pool="token",
         )
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """Raw mono waveform [N, clip_samples] -> unnormalised embeddings [N, embed_dim]."""
         return self.vit(self.frontend(wave))
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """torch.compile the ViT in place; the log-mel front end stays eager (its complex STFT gains nothing
+        from code generation, and torchaudio's torch.jit.isinstance checks would break the graph)."""
+        self.vit.compile(*args, **kwargs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.vit.set_grad_checkpointing(enable)

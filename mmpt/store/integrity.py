@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from mmpt.errors import DataError
 from mmpt.store.lock import write_lock
-from mmpt.store.schema import BLOB_MODALITIES, ID, sha_column
+from mmpt.store.schema import BLOB_MODALITIES, ID, READY_COLUMNS, sha_column
 
 QUARANTINE_DIR = "_mmpt/quarantine"  # unreadable manifests are moved here by repair (kept, not deleted)
 _U64 = (1 << 64) - 1
@@ -132,7 +132,7 @@ def locate_damage(ds: lance.LanceDataset, blobs: bool = False) -> list[Damage]:
     """Read every data file of `ds` column-set by column-set and list those that fail (blob payloads too if
     `blobs`; without, a file with a damaged footer or page still shows up)."""
     found = []
-    blob_columns = set(BLOB_MODALITIES)
+    blob_columns = {*BLOB_MODALITIES, *READY_COLUMNS}
     for fragment in ds.get_fragments():
         for path, columns in _file_columns(ds, fragment):
             wanted = columns if blobs else [c for c in columns if c not in blob_columns] or columns
@@ -298,7 +298,8 @@ def _check_fragment_file(
     """Read one data file of a fragment fully: (damage or None, (id, modality) of bad blobs, its ids)."""
     from mmpt.store.write import sha256_hex
 
-    checks = [m for m in BLOB_MODALITIES if hash_blobs and m in columns and sha_column(m) in columns]
+    blobs_here = (*BLOB_MODALITIES, *READY_COLUMNS)  # originals and their training-ready copies
+    checks = [m for m in blobs_here if hash_blobs and m in columns and sha_column(m) in columns]
     wanted = columns if not checks or ID in columns else [*columns, ID]
     bad: list[tuple[str, str]] = []
     ids: list[pa.Array] = []

@@ -25,7 +25,14 @@ from lance.fragment import write_fragments
 
 from mmpt.errors import DataError
 from mmpt.store.lock import write_lock
-from mmpt.store.schema import BLOB_MODALITIES, CORE_COLUMNS, sha_column
+from mmpt.store.schema import (
+    BLOB_MODALITIES,
+    CORE_COLUMNS,
+    LIST_COLUMNS,
+    READY_COLUMNS,
+    READY_SHA256,
+    sha_column,
+)
 
 _SHA_COLUMNS = {sha_column(m): m for m in BLOB_MODALITIES}
 
@@ -40,7 +47,7 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Re
     columns: list[pa.Array] = []
     for field in schema:
         name = field.name
-        if name in BLOB_MODALITIES:
+        if name in BLOB_MODALITIES or name in READY_COLUMNS:
             columns.append(blob_array([row.get(name) for row in rows]))
         elif name in _SHA_COLUMNS:
             blob = _SHA_COLUMNS[name]
@@ -59,12 +66,17 @@ def rows_to_batch(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Re
 def metadata_types(schema: pa.Schema) -> dict[str, pa.DataType]:
     """The free metadata columns of a dataset schema (everything that is not a core or derived column)."""
     derived = ("emb_", "proj_")
-    return {f.name: f.type for f in schema if f.name not in CORE_COLUMNS and not f.name.startswith(derived)}
+    # ready copies (mmpt.store.ready) and the texts / labels lists are not metadata
+    own = {*CORE_COLUMNS, *READY_COLUMNS, *READY_SHA256, *LIST_COLUMNS}
+    return {f.name: f.type for f in schema if f.name not in own and not f.name.startswith(derived)}
 
 
 def check_append_schema(existing: pa.Schema, metadata: Mapping[str, pa.DataType]) -> pa.Schema:
     """The schema to append with, or DataError naming the difference from the existing dataset."""
-    have = metadata_types(existing)
+    have = {
+        **metadata_types(existing),
+        **{c: existing.field(c).type for c in LIST_COLUMNS if c in existing.names},
+    }
     if set(have) != set(metadata):
         extra, missing = sorted(set(metadata) - set(have)), sorted(set(have) - set(metadata))
         parts = ([f"new columns {extra}"] if extra else []) + (

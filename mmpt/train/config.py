@@ -33,6 +33,9 @@ class DataConfig:
     test_split: str = "test"
     num_workers: int = 2
     image_augment: bool = False
+    # without augmentation: JPEG draft decode + resize of the centre crop only (mmpt.data.transforms)
+    fast_image_decode: bool = True
+    gpu_jpeg_decode: bool = False  # decode JPEGs with nvJPEG in the main process (CUDA only, no augmentation)
     storage_options: dict[str, str] = field(default_factory=dict)
 
 
@@ -55,7 +58,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
-    compile: bool = False
+    compile: bool | str = "auto"  # torch.compile the towers: auto (on for CUDA), true or false
+    compile_backend: str = "inductor"  # torch.compile backend; aot_eager traces without code generation
     grad_checkpointing: bool = False
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -72,6 +76,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.report_to = normalise_trackers(self.report_to)
+        self.compile = normalise_compile(self.compile)
+
+    def compile_on(self, device_type: str) -> bool:
+        """Whether the loop compiles the towers on a `device_type` device ("auto": on CUDA only)."""
+        return device_type == "cuda" if self.compile == "auto" else bool(self.compile)
 
     def adam_betas(self) -> tuple[float, float]:
         """`betas` as AdamW takes them; ConfigError unless there are exactly two."""
@@ -85,11 +94,13 @@ class TrainConfig:
 class FinetuneConfig:
     """What a fine-tune starts from and what it may change: the [finetune] section (see docs/finetune.md)."""
 
-    source: str = ""  # mmpt run or checkpoint folder, open_clip .pt/.safetensors file, or hf:<folder>
+    source: str = ""  # mmpt run/checkpoint folder, open_clip file, openclip:<model>/<tag>, hf:<text model>
     source_model: str = ""  # model config of an open_clip file with no JSON beside it (preset, name or JSON)
-    text_tower: str = ""  # a local HF folder ("minilm": the packaged all-MiniLM-L6-v2) as a new text tower
+    text_tower: str = ""  # HF folder or hub id ("minilm": the packaged all-MiniLM-L6-v2) as a new text tower
     context_length: int = 32  # tokens of a new HF text tower
+    audio_tower: str = ""  # hf:<hub id or folder>: a pretrained HF audio encoder as a new audio tower
     add: list[str] = field(default_factory=list)  # modality towers added freshly initialised, e.g. ["audio"]
+    pairs_with: str = ""  # without --pairs: train only the data's pairs that include this modality ("": all)
     freeze: list[str] = field(
         default_factory=lambda: ["auto"]
     )  # towers (image, text, audio, heads); auto: see docs
@@ -224,6 +235,16 @@ def normalise_pairs(pairs: list[str] | str) -> list[str]:
         else:
             raise ConfigError(f"unknown pair {item!r}; choose from {', '.join(PAIRS)}")
     return out
+
+
+def normalise_compile(value: bool | str) -> bool | str:
+    """train.compile as true, false or "auto" (older configs hold a boolean; "true"/"false" strings too)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("auto", "true", "false"):
+        return "auto" if text == "auto" else text == "true"
+    raise ConfigError(f'train.compile must be true, false or "auto", got {value!r}')
 
 
 def normalise_trackers(names: list[str] | str) -> list[str]:

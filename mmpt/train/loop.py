@@ -66,20 +66,24 @@ def train(
     `lr_scale` maps a parameter name to an lr multiplier (per-tower / layer-wise lr in fine-tuning);
     `validate` computes extra validation metrics (the early-stopping metric among them).
     """
+    from mmpt.data.device import prefetch
     from mmpt.data.loader import build_loader, worker_context
     from mmpt.models import build_model
     from mmpt.models.checkpoint import load_state
     from mmpt.store.dataset import open_dataset
 
+    startup = {"train_called": time.time()}  # wall-clock marks of the start-up phases, in the start event
     tc, dc = cfg.train, cfg.data
+    if dc.num_workers:
+        # the DataLoader workers' server starts first, before CUDA, a process group or a dataset starts threads:
+        # it is then a fork of this process (mmpt.data.forked_server), with nothing left to import
+        worker_context()
     dist = setup_distributed(tc.device)
     main = dist.rank == 0
     stop = stop or threading.Event()
     restore_signals = _install_signal_handlers(stop)
     try:
         _seed_everything(tc.seed)
-        if dc.num_workers:
-            worker_context()  # DataLoader workers' server imports torch/Lance/open_clip while we build the model
 
         # ---- data: pin the dataset version so every rank and every resume reads the same rows ----------
         ds = open_dataset(dc.dataset, version=dc.version or None, storage_options=dc.storage_options or None)
@@ -95,6 +99,7 @@ def train(
                 f"dataset {dc.dataset} has no {', '.join(missing)} but the config trains "
                 f"{', '.join(pairs)}; choose pairs with --pairs"
             )
+        startup["dataset_open"] = time.time()
 
         # ---- model ---------------------------------------------------------------------------------------
         model = model if model is not None else build_model(cfg.model)
@@ -107,6 +112,7 @@ def train(
         if tc.grad_checkpointing:
             model.set_grad_checkpointing(True)
         use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and dist.device.type == "cuda")
+        startup["model_built"] = time.time()
 
         loader = build_loader(
             ds.lance,
@@ -121,6 +127,8 @@ def train(
             num_workers=dc.num_workers,
             image_augment=dc.image_augment,
             storage_options=dc.storage_options or None,
+            fast_image_decode=dc.fast_image_decode,
+            gpu_jpeg_decode=dc.gpu_jpeg_decode,
         )
         val_loader = _val_loader(build_loader, ds, model, needed, cfg, dist)
         steps_per_epoch = len(loader) // tc.accum_steps
@@ -130,6 +138,7 @@ def train(
                 f"{tc.batch_size}; lower --batch-size or accum_steps"
             )
         total_steps = tc.max_steps or tc.epochs * steps_per_epoch
+        startup["loader_built"] = time.time()
 
         optimizer = build_optimizer(model, tc, lr_scale)
         scheduler = build_scheduler(optimizer, tc, total_steps)
@@ -163,6 +172,10 @@ def train(
             if main:
                 run.truncate_metrics(state["step"])
 
+        # towers compiled in place (same parameter names, so checkpoints and DDP are unchanged); undone at the end
+        uncompile = (
+            _compile_towers(model, needed, tc.compile_backend) if tc.compile_on(dist.device.type) else None
+        )
         net: nn.Module = model
         if dist.world_size > 1:
             net = nn.parallel.DistributedDataParallel(
@@ -170,8 +183,6 @@ def train(
                 device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        if tc.compile:
-            net = torch.compile(net)
         if main:
             run.write_status(
                 "running", step=state["step"], total_steps=total_steps, world_size=dist.world_size
@@ -187,6 +198,8 @@ def train(
                     "world_size": dist.world_size,
                     "params": sum(p.numel() for p in model.parameters()),
                     "trainable": sum(p.numel() for p in params),
+                    "compiled": uncompile is not None,
+                    "startup": startup,
                 },
             )
 
@@ -206,7 +219,8 @@ def train(
             while state["step"] < total_steps and not stopped:
                 loader.set_epoch(state["epoch"])
                 loader.set_start_batch(state["batch"])
-                for micro in _groups(loader, tc.accum_steps, window):
+                # the next batch's host-to-device copy overlaps this step (a side CUDA stream; plain copy on CPU)
+                for micro in _groups(prefetch(loader, dist.device, model.spec), tc.accum_steps, window):
                     model.train()
                     optimizer.zero_grad(set_to_none=True)
                     step_loss = {}
@@ -312,6 +326,8 @@ def train(
                     state["batch"] = 0
         finally:
             bar.close()  # before an error reaches the CLI, so its one line is not drawn over
+            if uncompile is not None:
+                uncompile()
 
         if state.get("best_step") and tc.early_stop_metric:
             # Early stopping keeps the best weights: load them and point `latest` at that checkpoint.
@@ -365,6 +381,24 @@ def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
+def _compile_towers(model: nn.Module, modalities: list[str], backend: str) -> Callable[[], None]:
+    """torch.compile each tower the run trains, in place (nn.Module.compile); returns what undoes it.
+
+    Towers, not the whole model: MultimodalModel.forward picks rows by their modality masks, a data-dependent
+    step that would split one graph; each tower is a plain tensor function of its inputs.
+    """
+    towers = [t for t in (model.tower(m) for m in modalities) if t is not None]
+    for tower in towers:
+        tower.compile(backend=backend)
+
+    def undo() -> None:
+        for tower in towers:
+            for module in tower.modules():  # a tower may compile a part of itself (AudioEncoder: its ViT)
+                module._compiled_call_impl = None  # what nn.Module.compile set: calls go to forward again
+
+    return undo
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -391,6 +425,8 @@ def _val_loader(
         num_workers=0,
         drop_last=True,
         storage_options=cfg.data.storage_options or None,
+        fast_image_decode=cfg.data.fast_image_decode,
+        gpu_jpeg_decode=cfg.data.gpu_jpeg_decode,
     )
 
 
@@ -424,7 +460,9 @@ class _Window:
 def _groups(loader: Any, n: int, window: _Window) -> Iterator[list[dict]]:
     """Yield lists of `n` consecutive batches (one optimiser step each), timing the wait for data."""
     group: list[dict] = []
-    it = iter(loader)
+    t = time.perf_counter()
+    it = iter(loader)  # (re)starts the loader's workers on the first pass: waiting for data, too
+    window.wait += time.perf_counter() - t
     while True:
         t = time.perf_counter()
         try:
