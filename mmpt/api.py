@@ -160,6 +160,7 @@ def evaluate(
     split: str = "test",
     prompt: str = "a photo of a {label}",
     probe_split: str | None = None,
+    protocol: str | None = None,
     name: str | None = None,
     device: str = "auto",
     batch_size: int = 128,
@@ -168,9 +169,12 @@ def evaluate(
 ) -> dict[str, Any] | Job:
     """Evaluate a run on a split (`mmpt eval`): zero-shot, retrieval, label match, optionally a linear probe.
 
-    The report is also saved as RUN/eval/<name or split>.json.
+    With `protocol` (esc50, urbansound8k, audiocaps, clotho, coco, flickr30k) a standard protocol instead,
+    its published figures under report["protocol"]["published"]. The report is also saved as
+    RUN/eval/<name or protocol or split>.json.
 
     >>> mmpt.evaluate("runs/r1", split="test")["zero_shot"]["image"]["accuracy"]
+    >>> mmpt.evaluate("runs/r1", "esc50.lance", protocol="esc50")["zero_shot"]["audio"]["accuracy"]
     """
     if background:
         return _job(
@@ -181,6 +185,7 @@ def evaluate(
                 split=split,
                 prompt=prompt,
                 probe_split=probe_split,
+                protocol=protocol,
                 name=name,
                 device=device,
                 batch_size=batch_size,
@@ -195,6 +200,7 @@ def evaluate(
         name=name,
         prompt=prompt,
         probe_split=probe_split,
+        protocol=protocol,
         device=device,
         batch_size=batch_size,
         progress=progress,

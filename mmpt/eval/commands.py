@@ -18,8 +18,16 @@ import click
     help="Zero-shot prompt template; {label} is replaced by each label name.",
 )
 @click.option("--probe-split", default=None, help="Also fit a linear probe on this split (e.g. train).")
+@click.option(
+    "--protocol",
+    default=None,
+    help="Run a standard protocol instead (esc50, urbansound8k, audiocaps, clotho, coco, flickr30k): its own "
+    "rows, prompt and figures, printed beside the published ones (docs/datasets.md).",
+)
 @click.option("--compare", "compare_run", default=None, help="Another run to show side by side.")
-@click.option("--name", default=None, help="Report name under RUN/eval/ (default: the split).")
+@click.option(
+    "--name", default=None, help="Report name under RUN/eval/ (default: the protocol, else the split)."
+)
 @click.option("--html", "html", is_flag=True, help="Also write RUN/eval/<name>.html with figures.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
@@ -31,6 +39,7 @@ def eval_command(
     split: str,
     prompt: str,
     probe_split: str | None,
+    protocol: str | None,
     compare_run: str | None,
     name: str | None,
     html: bool,
@@ -54,6 +63,7 @@ def eval_command(
             name=name,
             prompt=prompt,
             probe_split=probe_split,
+            protocol=protocol,
             device=device,
             batch_size=batch_size,
             progress=not quiet,
@@ -68,7 +78,7 @@ def eval_command(
     if html and (Path(run) / "eval").is_dir():
         from mmpt.eval.html import write_html
 
-        path = Path(run) / "eval" / f"{name or split}.html"
+        path = Path(run) / "eval" / f"{name or report.get('protocol', {}).get('name') or split}.html"
         write_html(report, path, metrics_jsonl=Path(run) / "metrics.jsonl", comparison=comparison)
         if not as_json:
             click.echo(f"HTML report: {path}")
@@ -79,6 +89,11 @@ def eval_command(
             )
         )
         return
-    click.echo(format_report(report))
+    if protocol:
+        from mmpt.eval.protocol_run import format_protocol
+
+        click.echo(format_protocol(report))
+    else:
+        click.echo(format_report(report))
     if comparison:
         click.echo(format_comparison(comparison))

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmpt.errors import DataError
+from mmpt.eval.multilabel import multilabel_zero_shot
 from mmpt.eval.probe import linear_probe
 from mmpt.eval.retrieval import label_match, retrieval
 from mmpt.eval.zero_shot import DEFAULT_PROMPT, class_text_embeddings, zero_shot
@@ -37,6 +38,8 @@ DETAIL_KEYS = frozenset(
         "roc_curves",
         "unknown_labels",
         "unseen_test_labels",
+        "ap_per_class",
+        "fold_accuracy",
     }
 )
 
@@ -122,6 +125,7 @@ def evaluate_embeddings(
     class_names: Sequence[str] | None = None,
     meta: Mapping | None = None,
     probe_options: Mapping | None = None,
+    label_sets: Mapping[str, Sequence[Sequence[str] | None]] | None = None,
 ) -> dict:
     """Run everything applicable to one split's embeddings and return the report.
 
@@ -131,6 +135,8 @@ def evaluate_embeddings(
     present modalities; label match for every ordered pair with labels (a same-modality pair never matches
     a row with itself); a linear probe per modality present in `probe_train`. Class names default to the sorted labels of `embs`. What cannot be
     computed is listed in meta["skipped"] with the reason instead of failing the whole report.
+    `label_sets` (modality -> each row's labels, aligned with `embs`; a dataset's `labels` column) adds the
+    multi-label figure `zero_shot.<m>.mAP`, over the classes of all label sets.
     """
     started = time.perf_counter()
     modalities = _ordered(list(embs))
@@ -158,6 +164,17 @@ def evaluate_embeddings(
                 class_emb_cache[key] = class_text_embeddings(names, class_text_emb_fn, templates)
             _, labels, emb = embs[m]
             attempt("zero_shot", m, partial(zero_shot, emb, labels, names, class_emb_cache[key]))
+
+    if label_sets and class_text_emb_fn is not None:
+        multi_names = sorted({x for m in label_sets for labels in label_sets[m] for x in labels or ()})
+        for m in (m for m in modalities if m in ZERO_SHOT_MODALITIES and m in label_sets):
+            class_emb = class_text_embeddings(multi_names, class_text_emb_fn, _templates(prompt, m))
+            try:
+                figures = multilabel_zero_shot(embs[m][2], label_sets[m], multi_names, class_emb)
+            except DataError as exc:
+                skipped.append(f"zero_shot.{m}.mAP: {exc}")
+                continue
+            sections["zero_shot"].setdefault(m, {}).update(figures)
 
     for q in modalities:
         for t in modalities:
@@ -241,6 +258,12 @@ def format_report(report: Mapping) -> str:
     if meta.get("prompt") is not None:
         lines[0] += f"  prompt={meta['prompt']!r}"
     for m, r in report.get("zero_shot", {}).items():
+        if r.get("mAP") is not None:
+            lines.append(
+                f"zero-shot     {m:<14} mAP {_fmt(r['mAP'])}  ({r.get('n_multilabel_classes')} classes, multi-label)"
+            )
+        if "accuracy" not in r:
+            continue
         absent = f"; absent from test: {', '.join(r['absent_classes'])}" if r.get("absent_classes") else ""
         lines.append(
             f"zero-shot     {m:<14} acc {_fmt(r.get('accuracy'))}  macro-F1 {_fmt(r.get('macro_f1'))}  "

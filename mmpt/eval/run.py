@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mmpt.errors import ConfigError, DataError
+from mmpt.store.schema import ID, LABELS
 
 if TYPE_CHECKING:
     from mmpt.models.model import MultimodalModel
@@ -67,6 +68,7 @@ def evaluate_model(
     if "{label}" not in prompt:
         raise ConfigError(f"prompt {prompt!r} must contain {{label}}")
     text_fn = text_embedder(model, dev) if "text" in model.modalities else None
+    label_sets = _label_sets(dataset, split, embs) if LABELS in dataset.schema.names else None
     probe = None
     if probe_split:
         train_embs = compute_embeddings(
@@ -79,7 +81,15 @@ def evaluate_model(
         probe,
         prompt=prompt,
         meta={"dataset": str(dataset.uri), "version": dataset.version, "split": split},
+        label_sets=label_sets,
     )
+
+
+def _label_sets(dataset: MmptDataset, split: str, embs: Mapping[str, Any]) -> dict[str, list]:
+    """Each embedded row's `labels` list (multi-label rows), per modality, aligned with its embeddings."""
+    table = dataset.take(dataset.split_indices(split), columns=[ID, LABELS]).to_pydict()
+    by_id = dict(zip(table[ID], table[LABELS], strict=True))
+    return {m: [by_id.get(rid) for rid in e.ids] for m, e in embs.items() if len(e.ids)}
 
 
 def evaluate_run(
@@ -88,9 +98,15 @@ def evaluate_run(
     split: str = "test",
     *,
     name: str | None = None,
+    protocol: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate a run's latest checkpoint on a split of its dataset (or another one) and save RUN/eval/<name>.json."""
+    """Evaluate a run's latest checkpoint on a split of its dataset (or another one) and save RUN/eval/<name>.json.
+
+    With `protocol` (mmpt.eval.protocols: esc50, urbansound8k, audiocaps, clotho, coco, flickr30k) the
+    protocol decides the rows and figures instead, and the report is named after it by default; `split`,
+    `prompt` and `probe_split` do not apply then.
+    """
     from mmpt.eval.report import save_report
     from mmpt.runs import RunDir
     from mmpt.store.dataset import open_dataset
@@ -100,12 +116,24 @@ def evaluate_run(
     uri = dataset or (run_dir.config_dict().get("data", {}).get("dataset") if run_dir else None)
     if not uri:
         raise ConfigError("no dataset given: pass --data DATASET")
-    report = evaluate_model(model, open_dataset(uri), split, **kwargs)
+    if protocol is not None:
+        from mmpt.embed.compute import pick_device
+        from mmpt.eval.protocol_run import evaluate_protocol
+        from mmpt.eval.protocols import get_protocol
+
+        protocol = get_protocol(protocol).name  # an unknown name fails before any embedding
+        dev = pick_device(kwargs.get("device", "auto"))
+        options = {k: v for k, v in kwargs.items() if k in ("batch_size", "progress")}
+        report = evaluate_protocol(
+            model, open_dataset(uri), protocol, text_embedder(model, dev), device=dev, **options
+        )
+    else:
+        report = evaluate_model(model, open_dataset(uri), split, **kwargs)
     report["meta"]["run"] = str(run)
     if run_dir is not None:
         ckpt = run_dir.latest_checkpoint()
         report["meta"]["checkpoint"] = ckpt.name if ckpt else None
-        save_report(report, run_dir.path, name or f"{split}")
+        save_report(report, run_dir.path, name or protocol or f"{split}")
     return report
 
 

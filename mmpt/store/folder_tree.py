@@ -11,6 +11,7 @@ from typing import Any
 
 from mmpt.store.source import Source
 from mmpt.store.splits import normalise_split
+from mmpt.store.video import VIDEO_EXTS
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
@@ -18,8 +19,9 @@ TEXT_EXTS = (".txt",)
 
 
 def folder_source(root: Path, *, follow_symlinks: bool = False) -> Source:
-    """A folder tree: files sharing a stem in one folder form a row (image, audio, .txt caption); the label is
-    the first sub-folder's name, or the second one's when the first level is train/val/test.
+    """A folder tree: files sharing a stem in one folder form a row (image, audio, .txt caption, or a video that
+    gives the image and audio the row lacks); the label is the first sub-folder's name, or the second one's
+    when the first level is train/val/test.
 
     Row ids are the relative path without extension, in Unicode NFC. Symlinked folders are walked only with
     `follow_symlinks` (each real folder once); symlinked files are checked when read.
@@ -61,7 +63,7 @@ def folder_source(root: Path, *, follow_symlinks: bool = False) -> Source:
 
 
 def _group(folder: Path, rel: Path, names: list[str], split_layout: bool) -> dict[str, Any]:
-    image = audio = text_path = None
+    image = audio = text_path = video = None
     for name in names:
         ext = os.path.splitext(name)[1].lower()
         path = str(folder / name)
@@ -71,6 +73,8 @@ def _group(folder: Path, rel: Path, names: list[str], split_layout: bool) -> dic
             audio = path
         elif ext in TEXT_EXTS and text_path is None:
             text_path = path
+        elif ext in VIDEO_EXTS and video is None:
+            video = path
     parts = rel.parts
     split = parts[0] if split_layout and parts else None
     label_parts = parts[1:] if split_layout else parts
@@ -81,6 +85,7 @@ def _group(folder: Path, rel: Path, names: list[str], split_layout: bool) -> dic
         "audio": audio,
         "label": label_parts[0] if label_parts else None,
         "split": split,
-        "source": image or audio or text_path or str(folder / names[0]),
+        "source": image or audio or video or text_path or str(folder / names[0]),
         "meta": {},
+        "video": None if video is None else {"ref": video},
     }

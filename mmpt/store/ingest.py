@@ -26,9 +26,11 @@ from mmpt.store.dataset import MmptDataset, open_lance, report_path_for
 from mmpt.store.limits import read_limits
 from mmpt.store.manifest import ColumnNames, Source, open_source
 from mmpt.store.pool import default_workers, ordered_map
+from mmpt.store.ready import ReadyOptions, check_ready_chunk, with_ready_columns
+from mmpt.store.ready import check_schema as check_ready_schema
 from mmpt.store.schema import ID, base_schema
 from mmpt.store.splits import parse_ratios
-from mmpt.store.validate import CheckOptions, check_chunk
+from mmpt.store.validate import CheckOptions
 from mmpt.store.write import check_append_schema, rows_to_batch, write_batches
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class IngestResult:
     read: int
     written: int
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)  # rows kept with a caveat (e.g. no audio track)
     report_path: str | None = None
     seconds: float = 0.0
 
@@ -68,6 +71,12 @@ class IngestResult:
                 lines.append(f"  {rejection_line(item)}")
             if len(shown) < len(self.rejected):
                 lines.append(f"  ... {len(self.rejected) - len(shown):,} more")
+        if self.notes:
+            kinds = Counter(n["kind"] for n in self.notes)
+            lines.append(
+                f"kept with a note {len(self.notes):,}: "
+                + ", ".join(f"{k} {n:,}" for k, n in kinds.most_common())
+            )
         if self.report_path:
             lines.append(f"report: {self.report_path}")
         return "\n".join(lines)
@@ -89,6 +98,9 @@ def ingest(
     audio_col: str | None = None,
     label_col: str | None = None,
     split_col: str | None = None,
+    texts_col: str | None = None,
+    labels_col: str | None = None,
+    video_col: str | None = None,
     split_ratios: str | tuple[float, float, float] | None = None,
     append: bool = False,
     overwrite: bool = False,
@@ -103,19 +115,33 @@ def ingest(
     max_audio_seconds: float | None = None,
     max_audio_samples: int | None = None,
     follow_symlinks: bool = False,
+    image_max_side: int | None = None,
+    audio_rate: int | None = None,
+    drop_originals: bool = False,
 ) -> IngestResult:
     """Validate and write a manifest, folder tree, DataFrame or HF Dataset into the Lance dataset `out`.
 
     Bad rows are skipped and reported (`strict` raises on the first one and writes nothing); duplicate ids,
     inside the input or against the rows already there on `append`, are refused. The `max_*` read limits and
     `follow_symlinks` are those of `mmpt.store.limits.ReadLimits` (None: its default; docs/data-safety.md).
+    `image_max_side` / `audio_rate` also store training-ready copies (downscaled JPEG, mono FLAC at that rate)
+    beside the originals, or instead of them with `drop_originals` (mmpt.store.ready).
     """
     started = time.perf_counter()
     if append and overwrite:
         raise DataError("choose either append or overwrite, not both")
     ratios = parse_ratios(split_ratios)
+    ready = ReadyOptions(image_max_side, audio_rate, drop_originals)
     columns = ColumnNames(
-        id=id_col, text=text_col, image=image_col, audio=audio_col, label=label_col, split=split_col
+        id=id_col,
+        text=text_col,
+        image=image_col,
+        audio=audio_col,
+        label=label_col,
+        split=split_col,
+        texts=texts_col,
+        labels=labels_col,
+        video=video_col,
     )
     limits = read_limits(
         max_blob_mb=max_blob_mb,
@@ -125,12 +151,16 @@ def ingest(
         max_audio_samples=max_audio_samples,
         follow_symlinks=follow_symlinks,
     )
-    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks)
+    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks, limits=limits)
     out = str(out)
     mode, schema, existing_ids, base = _plan(out, src, append, overwrite, storage_options)
+    if ready.active and not ready.drop_originals and mode != "append":
+        schema = with_ready_columns(schema)
+    check_ready_schema(schema, ready, out)
 
     counts = {"read": 0, "written": 0}
     rejected: list[dict[str, Any]] = []
+    noted: list[dict[str, Any]] = []  # kept rows with something the user should know (a video without audio)
     progress = _progress(src, quiet)
     seen: dict[str, int] = {}  # id -> input row, of every row read
     kept: set[str] = set()  # ids of the rows written
@@ -138,21 +168,21 @@ def ingest(
     def batches() -> Iterator[pa.RecordBatch]:
         options = CheckOptions(split_ratios=ratios, limits=limits, root=src.root)
 
-        def tasks() -> Iterator[tuple[list[dict[str, Any]], CheckOptions]]:
+        def tasks() -> Iterator[tuple[list[dict[str, Any]], CheckOptions, ReadyOptions]]:
             for chunk in src.chunks(batch_rows):
                 for row in chunk:
                     _check_unique(row, seen, existing_ids, out)
                 counts["read"] += len(chunk)
-                yield chunk, options
+                yield chunk, options, ready
 
         pending, n_workers = tasks(), workers
         if n_workers is None:
             # Peek at the first rows: a small input is validated in-process (a pool takes ~1 s to start).
             head = list(itertools.islice(pending, -(-SMALL_INPUT // batch_rows)))
-            small = sum(len(chunk) for chunk, _ in head) < SMALL_INPUT
+            small = sum(len(task[0]) for task in head) < SMALL_INPUT
             n_workers = 1 if small else default_workers()
             pending = itertools.chain(head, pending)
-        for results in ordered_map(check_chunk, pending, n_workers):
+        for results in ordered_map(check_ready_chunk, pending, n_workers):
             good = []
             for result in results:
                 if "rejected" in result:
@@ -169,6 +199,7 @@ def ingest(
                         raise DataError(f"{rejection_line(item)} (--strict: nothing written)")
                     rejected.append(item)
                 else:
+                    noted.extend(result.pop("notes", None) or ())
                     good.append(result)
                     kept.add(result["id"])
             progress.update(len(results))
@@ -198,7 +229,7 @@ def ingest(
             what="ingest --append" if append else "ingest",
         )
     except _AllRejected:
-        result_report = _report(src, out, mode, None, counts, rejected, time.perf_counter() - started)
+        result_report = _report(src, out, mode, None, counts, rejected, time.perf_counter() - started, noted)
         _write_report(report_path, result_report, storage_options)
         raise DataError(
             f"no valid rows: all {counts['read']:,} rows were rejected; see {report_path}"
@@ -209,13 +240,16 @@ def ingest(
     dataset = MmptDataset(lance_ds, out, storage_options)
     seconds = time.perf_counter() - started
     _write_report(
-        report_path, _report(src, out, mode, dataset.version, counts, rejected, seconds), storage_options
+        report_path,
+        _report(src, out, mode, dataset.version, counts, rejected, seconds, noted),
+        storage_options,
     )
     return IngestResult(
         dataset=dataset,
         read=counts["read"],
         written=counts["written"],
         rejected=rejected,
+        notes=noted,
         report_path=report_path,
         seconds=seconds,
     )
@@ -355,6 +389,7 @@ def _report(
     counts: dict[str, int],
     rejected: list[dict[str, Any]],
     seconds: float,
+    notes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     return {
         "source": src.name,
@@ -366,6 +401,7 @@ def _report(
         "totals": {"read": counts["read"], "written": counts["written"], "rejected": len(rejected)},
         "rejected_by_kind": dict(Counter(r["kind"] for r in rejected).most_common()),
         "rejected": rejected,
+        "notes": notes or [],
     }
 
 
@@ -374,8 +410,8 @@ def _write_report(path: str, report: dict[str, Any], storage_options: dict[str, 
     if "://" not in path:
         Path(path).write_text(text + "\n", encoding="utf-8")
         return
-    from pyarrow import fs
+    from mmpt.store.object_store import filesystem as object_filesystem
 
-    filesystem, where = fs.FileSystem.from_uri(path)
+    filesystem, where = object_filesystem(path, storage_options)  # the dataset's endpoint and keys, not AWS_*
     with filesystem.open_output_stream(where) as stream:
         stream.write(text.encode("utf-8"))

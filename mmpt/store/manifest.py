@@ -18,9 +18,12 @@ import pyarrow as pa
 from mmpt.errors import DataError
 from mmpt.store import text_manifest
 from mmpt.store.folder_tree import folder_source
+from mmpt.store.limits import DEFAULT_LIMITS, ReadLimits
 from mmpt.store.safe_read import special_kind
-from mmpt.store.schema import CORE_COLUMNS
+from mmpt.store.schema import CORE_COLUMNS, LIST_COLUMNS, READY_COLUMNS, READY_SHA256, STRING_LIST
 from mmpt.store.source import Source
+from mmpt.store.video import VideoInput, VideoOptions, window_columns, with_video
+from mmpt.store.webdataset import is_shard_pattern, webdataset_source
 
 MANIFEST_KINDS = {
     ".csv": "csv",
@@ -39,6 +42,9 @@ DEFAULT_NAMES: dict[str, tuple[str, ...]] = {
     "audio": ("audio", "audio_path"),
     "label": ("label",),
     "split": ("split",),
+    "video": ("video", "video_path"),
+    "texts": ("texts", "captions"),
+    "labels": ("labels",),
 }
 
 
@@ -52,6 +58,9 @@ class ColumnNames:
     audio: str | None = None
     label: str | None = None
     split: str | None = None
+    video: str | None = None  # video files: a frame is the image, the track the audio (mmpt.store.video)
+    texts: str | None = None  # every caption of the item: a list, or a JSON list in a CSV cell
+    labels: str | None = None  # every label of a multi-label row, likewise
 
 
 def open_source(
@@ -60,11 +69,30 @@ def open_source(
     storage_options: dict[str, str] | None = None,
     *,
     follow_symlinks: bool = False,
+    limits: ReadLimits | None = None,
 ) -> Source:
-    """Dispatch on what `source` is: DataFrame, HF Dataset, folder, or manifest file/URI.
+    """Dispatch on what `source` is: DataFrame, HF Dataset, folder, manifest file/URI, or webdataset shards (a
+    .tar path, a brace or glob pattern, a list of them); a `VideoInput` wraps any of these with video options.
 
-    `follow_symlinks` walks symlinked folders of a folder tree (files are checked when read, see safe_read).
+    `follow_symlinks` walks symlinked folders of a folder tree (files are checked when read, see safe_read);
+    `limits.max_blob_bytes` caps the tar members read (the rest of the limits apply in validation).
     """
+    video = source.options if isinstance(source, VideoInput) else VideoOptions()
+    inner = source.source if isinstance(source, VideoInput) else source
+    member_cap = (limits or DEFAULT_LIMITS).max_blob_bytes
+    return with_video(_open_plain(inner, columns, storage_options, follow_symlinks, member_cap), video)
+
+
+def _open_plain(
+    source: Any,
+    columns: ColumnNames,
+    storage_options: dict[str, str] | None,
+    follow_symlinks: bool,
+    member_cap: int,
+) -> Source:
+    if isinstance(source, list | tuple):
+        shards = [os.fspath(s) for s in source]
+        return webdataset_source(shards, metadata_name=_metadata_name, max_member_bytes=member_cap)
     if _is_dataframe(source):
         return dataframe_source(source, columns)
     if _is_hf_dataset(source):
@@ -74,6 +102,8 @@ def open_source(
             f"cannot ingest a {type(source).__name__}; give a path, a DataFrame or a datasets.Dataset"
         )
     text = os.fspath(source)
+    if is_shard_pattern(text):
+        return webdataset_source([text], metadata_name=_metadata_name, max_member_bytes=member_cap)
     if "://" not in text or text.startswith("file://"):
         path = Path(text[len("file://") :] if text.startswith("file://") else text).expanduser()
         if not path.exists():
@@ -234,17 +264,19 @@ def _resolve_roles(available: list[str], columns: ColumnNames) -> dict[str, str]
         found = next((name for name in DEFAULT_NAMES[field.name] if name in available), None)
         if found is not None:
             roles[field.name] = found
-    if not any(role in roles for role in ("image", "audio", "text")):
+    if not any(role in roles for role in ("image", "audio", "text", "texts", "video")):
         raise DataError(
-            "no image, audio or text column found (looked for image, audio, text, caption); "
+            "no image, audio or text column found (looked for image, audio, text, caption, texts, captions, "
+            "video); "
             f"available columns: {', '.join(available) or '(none)'}; name them with --image-col/--audio-col/--text-col"
         )
     return roles
 
 
 def _metadata_name(name: str) -> str:
-    # A free column may not shadow a core or derived column.
-    return f"meta_{name}" if name in CORE_COLUMNS or name.startswith(("emb_", "proj_", "meta_")) else name
+    # A free column may not shadow a core or derived column (training-ready copies included).
+    derived = name in CORE_COLUMNS or name in READY_COLUMNS or name in READY_SHA256 or name in LIST_COLUMNS
+    return f"meta_{name}" if derived or name.startswith(("emb_", "proj_", "meta_")) else name
 
 
 def _metadata_type(dtype: pa.DataType) -> pa.DataType:
@@ -325,7 +357,10 @@ def _table_source(
     available = list(schema.names)
     roles = _resolve_roles(available, columns)
     used = set(roles.values())
+    start_col, end_col = window_columns(available) if "video" in roles else (None, None)
+    window = {w: c for w, c in (("start", start_col), ("end", end_col)) if c is not None}  # also metadata
     metadata = {_metadata_name(f.name): _metadata_type(f.type) for f in schema if f.name not in used}
+    metadata.update({role: STRING_LIST for role in LIST_COLUMNS if role in roles})  # texts, labels columns
     meta_columns = [
         (f.name, _metadata_name(f.name), metadata[_metadata_name(f.name)])
         for f in schema
@@ -346,6 +381,7 @@ def _table_source(
                     continue
                 image = _ref(role_values["image"][k], base) if "image" in roles else None
                 audio = _ref(role_values["audio"][k], base) if "audio" in roles else None
+                video = _ref(role_values["video"][k], base) if "video" in roles else None
                 label = role_values["label"][k] if "label" in roles else None
                 if label_names is not None and isinstance(label, int) and 0 <= label < len(label_names):
                     label = label_names[label]
@@ -353,6 +389,9 @@ def _table_source(
                 if isinstance(text, float) and math.isnan(text):
                     text = None
                 split = role_values["split"][k] if "split" in roles else None
+                labels = role_values["labels"][k] if "labels" in roles else None
+                if label_names is not None and isinstance(labels, list):  # HF Sequence(ClassLabel)
+                    labels = [_class_name(v, label_names) for v in labels]
                 out.append(
                     {
                         "row": row + k,
@@ -363,17 +402,27 @@ def _table_source(
                         "image": image,
                         "audio": audio,
                         "label": _id_text(label),
+                        # raw cells: validation reads them as lists of strings (mmpt.store.lists)
+                        "texts": role_values["texts"][k] if "texts" in roles else None,
+                        "labels": labels,
                         "split": None
                         if split is None or (isinstance(split, float) and math.isnan(split))
                         else str(split),
-                        "source": _source_text(image, audio, f"{name}#{row + k}"),
+                        "source": _source_text(image, audio if video is None else video, f"{name}#{row + k}"),
                         "meta": {new: _coerce(data[old][k], dtype) for old, new, dtype in meta_columns},
+                        "video": None
+                        if video is None
+                        else {"ref": video, **{w: data[c][k] for w, c in window.items()}},
                     }
                 )
             row += n
             yield out
 
     return Source(name=name, metadata=metadata, total=total, chunks=chunks, root=root)
+
+
+def _class_name(value: Any, names: list[str]) -> Any:
+    return names[value] if isinstance(value, int) and 0 <= value < len(names) else value
 
 
 def _invalid_row(row: int, name: str, problem: tuple[str, str, str]) -> dict[str, Any]:
@@ -448,6 +497,9 @@ def hf_source(dataset: Any, columns: ColumnNames = ColumnNames()) -> Source:
     feature = dataset.features.get(label_column)
     if feature is not None and hasattr(feature, "names") and hasattr(feature, "int2str"):
         label_names = list(feature.names)
+    inner = getattr(dataset.features.get(columns.labels or "labels"), "feature", None)  # Sequence(ClassLabel)
+    if label_names is None and inner is not None and hasattr(inner, "names"):
+        label_names = list(inner.names)
     schema = dataset.data.schema
 
     def batches(size: int) -> Iterator[pa.Table]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmpt.store.limits import ReadLimits, Refused, size_text
+from mmpt.store.lists import BadList, string_list
 from mmpt.store.media_headers import check_audio_header, check_pixels, open_image_checked
 from mmpt.store.safe_read import read_ref as safe_read_ref
 from mmpt.store.splits import DEFAULT_RATIOS, normalise_split, split_for_id
@@ -77,9 +78,13 @@ def check_row(row: dict[str, Any], options: CheckOptions = CheckOptions()) -> di
 
 def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
     invalid = row.get("invalid")
-    if invalid is not None:  # the manifest reader could not parse this row (bad JSON, wrong field count)
-        kind, reason, where = invalid
-        raise Rejection(kind, reason, "manifest", where)
+    if invalid is not None:  # the reader could not parse this row (bad JSON, wrong field count, cut shard)
+        kind, reason, where, *what = invalid  # (kind, reason, where[, modality]): a manifest's by default
+        raise Rejection(kind, reason, what[0] if what else "manifest", where)
+    if row.get("video") is not None:  # a video gives the row its frame and audio track (mmpt.store.video)
+        from mmpt.store.video import decode_video_row
+
+        row = decode_video_row(row, options)
     limits = options.limits
     row_id = row.get("id")
     if row_id is None or str(row_id).strip() == "":
@@ -99,6 +104,10 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
     except Refused as refused:
         where = row.get("text_path") or "text column"
         raise Rejection(refused.kind, refused.with_flag(), "text", where) from None
+    texts = _list(row.get("texts"), "texts", limits)
+    labels = _list(row.get("labels"), "labels", limits)
+    if text is None and texts:  # `text` is the first caption when only the list is given
+        text = texts[0]
     if image is None and audio is None and text is None:
         raise Rejection("no_modality", "row has no image, audio or text")
 
@@ -111,6 +120,8 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
             raise Rejection("bad_split", f"unknown split {split_value!r} (expected train, val or test)")
         split = normalised
     label = row.get("label")
+    if (label is None or str(label) == "") and labels:  # `label` is the first (primary) label
+        label = labels[0]
     out = {
         "id": row_id,
         "text": text,
@@ -121,9 +132,25 @@ def _check(row: dict[str, Any], options: CheckOptions) -> dict[str, Any]:
         "label": None if label is None or str(label) == "" else str(label),
         "split": split,
         "source": row.get("source"),
+        "texts": texts,
+        "labels": labels,
     }
     out.update(row.get("meta") or {})
+    if row.get("notes"):  # kept with a remark for the report (a video without an audio track)
+        out["notes"] = row["notes"]
     return out
+
+
+def _list(value: Any, role: str, limits: ReadLimits) -> list[str] | None:
+    """A `texts` / `labels` cell as a list of strings (mmpt.store.lists), each valid UTF-8 within the text
+    limit; a cell that is no list of strings rejects the row."""
+    try:
+        items = string_list(value)
+    except BadList as exc:
+        raise Rejection(f"bad_{role}", f"{role} column {exc}", role, f"{role} column") from None
+    for item in items or ():
+        _check_field(item, role, f"{role} column", limits)
+    return items
 
 
 def _check_field(value: Any, modality: str, where: str, limits: ReadLimits, *, cap: bool = True) -> None:
