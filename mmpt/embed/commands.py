@@ -19,6 +19,13 @@ def _modalities(value: str | None) -> list[str] | None:
     return [m.strip() for m in value.split(",") if m.strip()]
 
 
+def world_size() -> int:
+    """Processes torchrun started for this job (1 when not under torchrun)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def _echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=float))
 
@@ -47,6 +54,16 @@ def _echo_json(obj: Any) -> None:
     help="Also export id + embeddings + label + split to PATH.",
 )
 @click.option("--path", "path", default=None, help="Where --to writes.")
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Backfill the columns on a Ray cluster, one model per worker (auto, ray://HOST:10001; bare --ray: "
+    "a local one); see docs/scale.md.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def embed_command(
@@ -61,10 +78,14 @@ def embed_command(
     name: str | None,
     to: str | None,
     path: str | None,
+    ray_address: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Write emb_<run>_<modality> columns into the dataset (resumable), optionally export them."""
+    """Write emb_<run>_<modality> columns into the dataset (resumable), optionally export them.
+
+    Under torchrun (WORLD_SIZE > 1) each rank embeds its share of the rows and rank 0 commits.
+    """
     from mmpt.embed.api import embed_run, embedded_rows
     from mmpt.embed.columns import as_lance, run_tag
     from mmpt.embed.encoder import run_name
@@ -74,18 +95,52 @@ def embed_command(
     if (to is None) != (path is None):
         raise DataError("--to and --path go together: --to parquet|npy|lance --path PATH")
     column_name = run_name(run, name)
-    written = embed_run(
-        run,
-        data,
-        _modalities(modalities),
-        split,
-        batch_size=batch_size,
-        device=device,
-        num_workers=num_workers,
-        chunk_rows=chunk_rows,
-        name=name,
-        progress=not quiet,
-    )
+    if ray_address is not None:
+        from mmpt.embed.ray_embed import ray_embed
+
+        written = ray_embed(
+            run,
+            data,
+            _modalities(modalities),
+            split,
+            address=ray_address,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            device=device,
+            name=name,
+            quiet=quiet,
+        )
+    elif world_size() > 1:
+        from mmpt.embed.distributed_embed import distributed_embed
+
+        shared = distributed_embed(
+            run,
+            data,
+            _modalities(modalities),
+            split,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            chunk_rows=chunk_rows,
+            name=name,
+            progress=not quiet,
+        )
+        if shared is None:  # not rank 0: rank 0 reports
+            return
+        written = shared
+    else:
+        written = embed_run(
+            run,
+            data,
+            _modalities(modalities),
+            split,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            chunk_rows=chunk_rows,
+            name=name,
+            progress=not quiet,
+        )
     ds = as_lance(data)
     report: dict[str, Any] = {
         "name": column_name,

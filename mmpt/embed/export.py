@@ -44,12 +44,14 @@ def staging_uri(dataset_uri: str, column: str) -> str:
     return f"{dataset_uri.rstrip('/')}/{STAGING_DIR}/{column}.lance"
 
 
-def _remove_tree(uri: str) -> None:
+def _remove_tree(uri: str, storage_options: dict[str, str] | None = None) -> None:
     """Delete a directory tree on the local disk or an object store (missing is fine)."""
     if "://" not in uri:
         shutil.rmtree(uri, ignore_errors=True)
         return
-    fs, path = pafs.FileSystem.from_uri(uri)
+    from mmpt.store.object_store import filesystem
+
+    fs, path = filesystem(uri, storage_options)
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
 
@@ -103,6 +105,17 @@ class EmbeddingWriter:
             done.update(staged.to_table(columns=[ID])[ID].to_pylist())
         return done
 
+    def prepare(self) -> None:
+        """Create the (empty) staging dataset if it is missing, so several processes can append to it at once
+        (Ray workers, torchrun ranks): concurrent appends are safe in Lance, concurrent creates are not."""
+        if self._staged() is None:
+            empty = pa.table({ID: pa.array([], pa.string()), "vector": pa.array([], vector_type(self.dim))})
+            try:
+                lance.write_dataset(empty, self.staging, mode="create", storage_options=self.storage_options)
+            except (OSError, ValueError):
+                if self._staged() is None:  # not another process creating it first
+                    raise
+
     def add(self, ids: Sequence[str], vectors: Any) -> None:
         """Stage one chunk durably (an atomic append: after a crash it is either all there or absent)."""
         matrix = as_matrix(vectors, n=len(ids), dim=self.dim)
@@ -116,7 +129,7 @@ class EmbeddingWriter:
         """Write the staged rows into `emb_<run>_<modality>` in one commit, tag the version, drop the staging."""
         staged = self._staged()
         if staged is None or staged.count_rows() == 0:
-            _remove_tree(self.staging)
+            _remove_tree(self.staging, self.storage_options)
             return as_lance(self.uri, self.storage_options).version
         table = staged.to_table()
         version = write_embeddings(
@@ -130,12 +143,12 @@ class EmbeddingWriter:
             storage_options=self.storage_options,
             skip_missing=True,  # rows deleted since they were staged
         )
-        _remove_tree(self.staging)
+        _remove_tree(self.staging, self.storage_options)
         return version
 
     def discard(self) -> None:
         """Forget the staged rows without writing them."""
-        _remove_tree(self.staging)
+        _remove_tree(self.staging, self.storage_options)
 
 
 def _export_table(ds: lance.LanceDataset, run: str, modalities: Sequence[str], split: str | None) -> pa.Table:

@@ -11,7 +11,7 @@ from mmpt.store.limits import DEFAULT_LIMITS
 
 
 @click.command("ingest")
-@click.argument("source")
+@click.argument("source", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, help="Lance dataset to create (or extend with --append).")
 @click.option("--id-col", help="Column holding the unique row id (default: id; else <manifest>-<row>).")
 @click.option("--text-col", help="Column holding the caption/text (default: text or caption).")
@@ -19,6 +19,12 @@ from mmpt.store.limits import DEFAULT_LIMITS
 @click.option("--audio-col", help="Column holding audio paths/URIs/bytes (default: audio or audio_path).")
 @click.option("--label-col", help="Column holding the class label (default: label).")
 @click.option("--split-col", help="Column holding train/val/test (default: split; else hashed from the id).")
+@click.option(
+    "--texts-col", help="Column holding every caption of an item, a list (default: texts or captions)."
+)
+@click.option(
+    "--labels-col", help="Column holding every label of a multi-label row, a list (default: labels)."
+)
 @click.option(
     "--split-ratios",
     default="0.8,0.1,0.1",
@@ -78,10 +84,65 @@ from mmpt.store.limits import DEFAULT_LIMITS
     is_flag=True,
     help="Read symlinks that lead out of the manifest's folder or the folder tree (refused by default).",
 )
+@click.option(
+    "--image-max-side",
+    type=click.IntRange(min=16),
+    help="Also store a training-ready JPEG copy of each image whose longer side is over this many pixels, "
+    "downscaled to it (keep it >= the model's image size x the aspect ratio, e.g. 320-512 for 224 px).",
+)
+@click.option(
+    "--audio-rate",
+    type=click.IntRange(min=1000, max=384_000),
+    help="Also store a training-ready mono FLAC copy of each clip at this rate (the model's, e.g. 16000).",
+)
+@click.option(
+    "--drop-originals",
+    is_flag=True,
+    help="Store the training-ready copies instead of the originals (smaller; the originals are not kept).",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Validate and write on a Ray cluster (auto, ray://HOST:10001; bare --ray: a local one); "
+    "see docs/scale.md.",
+)
+@click.option(
+    "--video-frame",
+    default="middle",
+    show_default=True,
+    help="Frame of each video (clip window) stored as its image: middle, a fraction 0..1, or seconds like 2.5s.",
+)
+@click.option(
+    "--video-frames",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Store this many evenly spaced frames of each video, one row each (<id>#f0, <id>#f1, ...).",
+)
+@click.option(
+    "--video-image-format",
+    type=click.Choice(["jpeg", "png"]),
+    default="jpeg",
+    show_default=True,
+    help="Encoding of the frames taken from videos.",
+)
+@click.option(
+    "--video-require-audio",
+    is_flag=True,
+    help="Reject videos without an audio track (default: keep the frame).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print the totals as JSON instead of a summary.")
 def ingest_command(
-    source: str,
+    source: tuple[str, ...],
+    video_frame: str,
+    video_frames: int,
+    video_image_format: str,
+    video_require_audio: bool,
     out: str,
     id_col: str | None,
     text_col: str | None,
@@ -89,6 +150,8 @@ def ingest_command(
     audio_col: str | None,
     label_col: str | None,
     split_col: str | None,
+    texts_col: str | None,
+    labels_col: str | None,
     split_ratios: str,
     append: bool,
     overwrite: bool,
@@ -101,18 +164,35 @@ def ingest_command(
     max_audio_seconds: float,
     max_audio_samples: int,
     follow_symlinks: bool,
+    image_max_side: int | None,
+    audio_rate: int | None,
+    drop_originals: bool,
+    ray_address: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Turn a manifest (CSV, TSV, JSONL, Parquet) or a folder tree into an mmpt Lance dataset.
+    """Turn a manifest (CSV, TSV, JSONL, Parquet), a folder tree or webdataset shards into an mmpt Lance dataset.
+
+    SOURCE may be several .tar shards, a quoted brace pattern ('shards/{00000..00099}.tar') or a glob; videos
+    (a video column, video files in a folder) give a frame and their audio track (docs/ingest-sources.md).
 
     Bad rows are skipped and listed with their reason in <out>.report.json (corpus.lance -> corpus.report.json).
     Oversized, special (devices, FIFOs) or out-of-folder files are such rows; see docs/data-safety.md.
     """
     from mmpt.store.ingest import ingest
+    from mmpt.store.video import VideoInput, VideoOptions
 
-    result = ingest(
-        source,
+    given: str | list[str] | VideoInput = source[0] if len(source) == 1 else list(source)
+    video = VideoOptions(video_frame, video_frames, video_image_format, video_require_audio)
+    if video != VideoOptions():
+        given = VideoInput(given, video)
+    run = ingest
+    if ray_address is not None:
+        from mmpt.store.ray_ingest import ray_ingest_command
+
+        run = ray_ingest_command(ray_address)
+    result = run(
+        given,
         out,
         id_col=id_col,
         text_col=text_col,
@@ -120,6 +200,8 @@ def ingest_command(
         audio_col=audio_col,
         label_col=label_col,
         split_col=split_col,
+        texts_col=texts_col,
+        labels_col=labels_col,
         split_ratios=split_ratios,
         append=append,
         overwrite=overwrite,
@@ -132,6 +214,9 @@ def ingest_command(
         max_audio_seconds=max_audio_seconds,
         max_audio_samples=max_audio_samples,
         follow_symlinks=follow_symlinks,
+        image_max_side=image_max_side,
+        audio_rate=audio_rate,
+        drop_originals=drop_originals,
         quiet=quiet,
     )
     if as_json:
