@@ -15,7 +15,7 @@ import sys
 import pytest
 from s3_support import moto_s3
 
-from mmpt.embed.api import embed_run
+from mmpt.embed.api import embed_run, search_run
 from mmpt.errors import DataError
 from mmpt.store.dataset import open_dataset
 from mmpt.store.ingest import ingest
@@ -119,6 +119,26 @@ def test_embed_run_writes_columns_through_storage_options(s3, tmp_path, tiny_s3_
     again = open_dataset(uri, storage_options=s3.storage_options)
     assert again.lance.count_rows(filter="emb_run_text IS NOT NULL") == 16
     assert "emb-run" in again.lance.tags.list()
+
+    # search too, still without the environment: image embedding on demand, a vector index (threshold 1), a row query
+    found = search_run(
+        tiny_s3_run, again, text="a red circle", modality="image", k=3, device="cpu", progress=False
+    )
+    assert len(found) == 3
+    again = open_dataset(uri, storage_options=s3.storage_options)
+    assert again.lance.count_rows(filter="emb_run_image IS NOT NULL") > 0
+    first = again.lance.to_table(columns=["id"]).column(0)[0].as_py()
+    near = search_run(
+        tiny_s3_run,
+        again,
+        row_id=first,
+        modality="text",
+        k=2,
+        index_threshold=1,
+        device="cpu",
+        progress=False,
+    )
+    assert len(near) == 2 and first not in [h.id for h in near]
 
 
 @pytest.fixture(scope="module")

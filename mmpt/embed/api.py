@@ -64,9 +64,13 @@ def _open(data: Any) -> MmptDataset:
     return open_dataset(data if isinstance(data, str | Path) else as_lance(data).uri)
 
 
-def _uri(data: Any) -> str:
-    """The Lance URI of a dataset given as a path, an MmptDataset or a LanceDataset (checked to exist)."""
-    return _open(data).lance.uri
+def _latest(data: Any) -> MmptDataset:
+    """The newest version of a dataset given as a path, an MmptDataset or a LanceDataset, opened with the
+    storage_options it came with (columns written since `data` was opened are visible)."""
+    from mmpt.store.dataset import open_dataset
+
+    ds = _open(data)
+    return open_dataset(ds.uri, storage_options=ds.storage_options)
 
 
 def _wanted(
@@ -228,16 +232,16 @@ def ensure_embedded(
     require_modality(
         modality, encoder.modalities if encoder else model_modalities(run), f"run {name}'s model"
     )
-    uri = _uri(data)
+    ds = _latest(data)  # an MmptDataset keeps its storage_options (s3:// without the AWS_* environment)
     column = embedding_column(name, modality)
-    if column not in as_lance(uri).schema.names:
-        embed_run(run, uri, [modality], name=name, progress=progress, encoder=encoder, device=device)
+    if column not in ds.lance.schema.names:
+        embed_run(run, ds, [modality], name=name, progress=progress, encoder=encoder, device=device)
     return column
 
 
-def _row_vector(uri: str, column: str, row_id: str) -> np.ndarray:
+def _row_vector(dataset: Any, column: str, row_id: str) -> np.ndarray:
     """The stored vector of one row in `column` (DataError if the row is unknown or has none)."""
-    table = as_lance(uri).to_table(columns=[ID, column], filter=f"{ID} = {sql_literal(row_id)}")
+    table = as_lance(dataset).to_table(columns=[ID, column], filter=f"{ID} = {sql_literal(row_id)}")
     if table.num_rows == 0:
         raise DataError(f"no row with id {row_id!r} in the dataset")
     value = table[column][0].as_py()
@@ -287,14 +291,14 @@ def search_run(
     has = model_modalities(run)
     who = f"run {name}'s model"
     require_modality(modality, has, who)
-    uri = _uri(data)
+    ds = _latest(data)
     encoder = None if row_id is not None else load_model(run, device)
-    column = ensure_embedded(run, uri, modality, name=name, encoder=encoder, device=device, progress=progress)
+    column = ensure_embedded(run, ds, modality, name=name, encoder=encoder, device=device, progress=progress)
     if row_id is not None:
         source = from_modality or modality
         require_modality(source, has, who)
-        source_column = ensure_embedded(run, uri, source, name=name, device=device, progress=progress)
-        query = _row_vector(uri, source_column, row_id)
+        source_column = ensure_embedded(run, ds, source, name=name, device=device, progress=progress)
+        query = _row_vector(_latest(ds), source_column, row_id)
     else:
         assert encoder is not None  # loaded above for every query but a row id
         if text is not None:
@@ -303,9 +307,9 @@ def search_run(
             query = encoder.embed_images([image])[0]
         else:
             query = encoder.embed_audio([audio])[0]
-    ensure_index(uri, column, INDEX_THRESHOLD if index_threshold is None else index_threshold)
+    ensure_index(_latest(ds), column, INDEX_THRESHOLD if index_threshold is None else index_threshold)
     exclude = [row_id] if row_id is not None else []
-    result = search(uri, column, query, k, split=split, label=label, exclude_ids=exclude)[0]
+    result = search(_latest(ds), column, query, k, split=split, label=label, exclude_ids=exclude)[0]
     result.run = str(run)
     if result.note:
         log.warning("%s", result.note)

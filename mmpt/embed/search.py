@@ -160,6 +160,7 @@ def ensure_index(
     Returns the index name, or None when the column is small enough for exact search.
     """
     ds = as_lance(dataset)
+    options = getattr(dataset, "storage_options", None)  # an MmptDataset's, for s3:// without AWS_* settings
     dim = column_dim(ds, column)
     if dim is None:
         raise DataError(f"the dataset has no column {column}")
@@ -172,13 +173,16 @@ def ensure_index(
         stats = ds.stats.index_stats(existing["name"])
         if stats.get("num_unindexed_rows", 0) > 0.1 * max(1, stats.get("num_indexed_rows", 0)):
             with_retry(
-                lambda: lance.dataset(ds.uri).optimize.optimize_indices(), f"index {name}", ds.uri, retries
+                lambda: lance.dataset(ds.uri, storage_options=options).optimize.optimize_indices(),
+                f"index {name}",
+                ds.uri,
+                retries,
             )
         return existing["name"]
     params = index_params(rows, dim, index_type)
 
     def build() -> str:
-        lance.dataset(ds.uri).create_index(
+        lance.dataset(ds.uri, storage_options=options).create_index(
             column, index_type, name=name, metric="cosine", replace=True, **params
         )
         return name
