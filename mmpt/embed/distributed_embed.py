@@ -9,48 +9,19 @@ the `emb-<name>` tag are those of the single-process path; a crash leaves the st
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.distributed as dist
 
-from mmpt.embed.compute import SplitEmbeddings, iter_embeddings, pick_device
+from mmpt.embed.compute import SplitEmbeddings, iter_embeddings
 from mmpt.embed.encoder import load_model, model_modalities, run_name
 from mmpt.embed.export import EmbeddingWriter
 from mmpt.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Rank:
-    """This process under torchrun: its global rank, the world size and its device."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-
-
-def join_group(device: str = "auto") -> Rank:
-    """Read the rank from torchrun's environment and join the process group (NCCL on CUDA, gloo on CPU).
-
-    The embed layer's own copy of `mmpt.train.distributed.setup_distributed` (embed may not import train).
-    """
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    dev = pick_device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            dist.init_process_group("nccl", init_method="env://", device_id=dev)
-        else:
-            dist.init_process_group("gloo", init_method="env://")
-    return Rank(rank, world, dev)
+from mmpt.torchrun import setup_distributed
 
 
 def barrier() -> None:
@@ -84,7 +55,7 @@ def distributed_embed(
 
     if chunk_rows < 1 or batch_size < 1:
         raise ConfigError("batch size and chunk rows must be at least 1")
-    info = join_group(device)
+    info = setup_distributed(device)
     try:
         name = run_name(run, name)
         first = (
