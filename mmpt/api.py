@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmpt.errors import ConfigError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -207,9 +209,15 @@ def evaluate(
     )
 
 
+def _dataset_arg(data: Any) -> Any:
+    """A path as a string; a dataset handle (`mmpt.open_dataset(uri, storage_options=...)`, a LanceDataset) as
+    given, so it keeps its storage options (s3:// without the AWS_* environment)."""
+    return str(data) if isinstance(data, str | Path) else data
+
+
 def embed(
     run: PathLike,
-    data: PathLike,
+    data: Any,
     *,
     modalities: list[str] | None = None,
     split: str | None = None,
@@ -228,6 +236,10 @@ def embed(
     {'image': 2869, 'text': 2902, 'audio': 2827}
     """
     if background:
+        if not isinstance(
+            data, str | Path
+        ):  # a child process gets flags: a handle's storage options would be lost
+            raise ConfigError("embed(background=True) takes the dataset's path or URI, not a dataset handle")
         return _job(
             "embed",
             run,
@@ -245,7 +257,7 @@ def embed(
 
     return embed_run(
         str(run),
-        str(data),
+        _dataset_arg(data),
         modalities,
         split,
         batch_size=batch_size,
@@ -258,7 +270,7 @@ def embed(
 
 def search(
     run: PathLike,
-    data: PathLike,
+    data: Any,
     query: Any = None,
     *,
     modality: str,
@@ -283,7 +295,7 @@ def search(
 
     hits = search_run(
         str(run),
-        str(data),
+        _dataset_arg(data),
         text=query,
         image=image,
         audio=audio,

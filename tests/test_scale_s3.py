@@ -15,8 +15,10 @@ import sys
 import pytest
 from s3_support import moto_s3
 
+from mmpt.api import embed as mmpt_embed
+from mmpt.api import search as mmpt_search
 from mmpt.embed.api import embed_run, search_run
-from mmpt.errors import DataError
+from mmpt.errors import ConfigError, DataError
 from mmpt.store.dataset import open_dataset
 from mmpt.store.ingest import ingest
 from mmpt.store.synthetic import write_demo_files
@@ -121,10 +123,10 @@ def test_embed_run_writes_columns_through_storage_options(s3, tmp_path, tiny_s3_
     assert "emb-run" in again.lance.tags.list()
 
     # search too, still without the environment: image embedding on demand, a vector index (threshold 1), a row query
-    found = search_run(
-        tiny_s3_run, again, text="a red circle", modality="image", k=3, device="cpu", progress=False
-    )
-    assert len(found) == 3
+    found = mmpt_search(tiny_s3_run, again, "a red circle", modality="image", k=3, device="cpu")
+    assert len(found) == 3  # the top-level API takes the handle as it is, storage options and all
+    with pytest.raises(ConfigError, match="path or URI"):
+        mmpt_embed(tiny_s3_run, again, background=True)
     again = open_dataset(uri, storage_options=s3.storage_options)
     assert again.lance.count_rows(filter="emb_run_image IS NOT NULL") > 0
     first = again.lance.to_table(columns=["id"]).column(0)[0].as_py()
