@@ -139,7 +139,7 @@ def ray_ingest(
         max_audio_samples=max_audio_samples,
         follow_symlinks=follow_symlinks,
     )
-    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks)
+    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks, limits=limits)
     uri = str(out)
     mode, schema, existing_ids, base = _plan(uri, src, append, overwrite, storage_options)
     if ready.active and not ready.drop_originals and mode != "append":
