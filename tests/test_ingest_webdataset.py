@@ -236,3 +236,39 @@ def test_member_limit_missing_shards_and_video_members(tmp_path):
     row = read_rows(result.dataset.uri)["v/clip"]
     assert row["text"] == "five frames" and row["image"][:2] == b"\xff\xd8" and row["audio"] is None
     assert row["source"] == f"{tmp_path / 'v.tar'}:clip"
+
+
+def test_split_folders_json_split_and_caption_lists(tmp_path):
+    """Shards under train/ and validation/ take those splits, a json `split` field wins, and a json caption
+    list (LAION-Audio-630K, WavCaps) becomes the `texts` column with the first as `text`."""
+
+    def member(key: str, hz: float, fields: dict) -> list[tuple[str, bytes]]:
+        return [(f"{key}.flac", audio_bytes("FLAC", hz)), (f"{key}.json", json.dumps(fields).encode())]
+
+    root = tmp_path / "corpus"
+    for split, keys in (("train", ("a", "b")), ("validation", ("c",))):
+        (root / split).mkdir(parents=True)
+        items = [
+            m
+            for k, key in enumerate(keys)
+            for m in member(key, 300 + 40 * k, {"text": [f"{key} one", f"{key} two"], "duration": 0.1})
+        ]
+        if split == "train":
+            items += member("d", 500, {"text": "d only", "split": "test"})
+        (root / split / "00000.tar").write_bytes(tar_bytes(items))
+    result = ingest(f"{root}/*/00000.tar", tmp_path / "w.lance", quiet=True)
+    assert result.written == 4 and not result.rejected
+    rows = read_rows(tmp_path / "w.lance")
+    assert {i: r["split"] for i, r in rows.items()} == {
+        "train/00000/a": "train",
+        "train/00000/b": "train",
+        "train/00000/d": "test",
+        "validation/00000/c": "val",
+    }
+    assert rows["train/00000/a"]["texts"] == ["a one", "a two"] and rows["train/00000/a"]["text"] == "a one"
+    assert rows["train/00000/d"]["texts"] is None and rows["train/00000/d"]["text"] == "d only"
+    assert open_dataset(tmp_path / "w.lance").stats()["captions"] == {
+        "rows": 3,
+        "captions": 6,
+        "max_per_row": 2,
+    }

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +13,7 @@ import soundfile as sf
 
 from mmpt.store.dataset import open_dataset
 from mmpt.store.ingest import ingest
-
-RECIPES = Path(__file__).resolve().parents[1] / "datasets"
-
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.recipe_support import data_info, load_recipe, run_recipe
 
 
 def fake_esc50(root: Path, missing: str | None = None) -> dict[str, bytes]:
@@ -58,7 +48,8 @@ def test_esc50_recipe_manifest_ingests(tmp_path):
     clips = fake_esc50(tmp_path / "ESC-50-master")
     manifest = tmp_path / "out" / "manifest.csv"
     counts = recipe.convert(tmp_path / "ESC-50-master", manifest)
-    assert counts == {"rows": 5, "train": 3, "val": 1, "test": 1, "missing_audio": 0}
+    assert counts["rows"] == 5 and counts["splits"] == {"train": 3, "val": 1, "test": 1}
+    assert counts["missing_files"] == 0
     result = ingest(manifest, tmp_path / "esc50.lance", quiet=True)
     assert result.written == 5 and not result.rejected
     ds = open_dataset(tmp_path / "esc50.lance")
@@ -71,31 +62,29 @@ def test_esc50_recipe_manifest_ingests(tmp_path):
     assert ds.modalities() == {"audio", "text"}
 
 
-def test_esc50_recipe_command_line_and_missing_clip(tmp_path):
+def test_esc50_recipe_command_line_into_lance_with_a_missing_clip(tmp_path):
+    """`python datasets/esc50.py ROOT --out D.lance` then `mmpt data info D.lance`: counts, card, report."""
     fake_esc50(tmp_path / "esc", missing="3-100210-A-36.wav")
-    manifest = tmp_path / "m.csv"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(RECIPES / "esc50.py"),
-            str(tmp_path / "esc"),
-            "--out",
-            str(manifest),
-            "--val-fold",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = tmp_path / "esc50.lance"
+    proc = run_recipe("esc50", tmp_path / "esc", "--out", out, "--val-fold", "0")
     assert proc.returncode == 0, proc.stderr
-    assert "5 rows (train 4, val 0, test 1); 1 audio files not found" in proc.stderr
-    result = ingest(manifest, tmp_path / "e.lance", quiet=True)
-    assert result.written == 4 and [r["kind"] for r in result.rejected] == ["missing_file"]
+    assert "ESC-50: 5 rows (test 1, train 4); 1 files not found" in proc.stderr
+    assert f"wrote 4 rows to {out}" in proc.stderr
+    info = data_info(out)
+    assert info["rows"] == 4 and info["splits"] == {"test": 1, "train": 3}
+    assert info["by_split"]["train"] == {"rows": 3, "audio": 3, "text": 3}
+    assert info["card"]["license"] == "CC BY-NC 3.0" and info["card"]["name"] == "ESC-50"
+    report = json.loads((tmp_path / "esc50.report.json").read_text())
+    assert [r["kind"] for r in report["rejected"]] == ["missing_file"]
+    assert (tmp_path / "esc50.manifest.jsonl").is_file()
+    again = run_recipe("esc50", tmp_path / "esc", "--out", out)
+    assert again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "error:" in again.stderr
 
 
 def test_esc50_recipe_refuses_another_layout(tmp_path):
     recipe = load_recipe("esc50")
     (tmp_path / "audio").mkdir()
-    with pytest.raises(SystemExit, match="meta/esc50.csv"):
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "ESC50.csv").write_text("x\n")
+    with pytest.raises(SystemExit, match=r"meta/esc50.csv not found; expected .* found in .*: ESC50.csv"):
         recipe.convert(tmp_path, tmp_path / "m.csv")

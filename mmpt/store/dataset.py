@@ -52,6 +52,9 @@ def open_lance(
         ) from None
 
 
+CARD_KEY = "mmpt.card"  # the Lance config key holding the dataset card as JSON
+
+
 def report_path_for(out: str | Path) -> str:
     """Where the report of an ingest into `out` goes: next to it, `corpus.lance` -> `corpus.report.json`."""
     text = str(out).rstrip("/")
@@ -183,6 +186,24 @@ class MmptDataset:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return None
         return report if isinstance(report, dict) else None
+
+    def card(self) -> dict[str, str] | None:
+        """The dataset card a recipe recorded (name, licence, homepage, citation...); None when there is none."""
+        import json
+
+        text = (self.lance.config() or {}).get(CARD_KEY)
+        try:
+            card = json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return None
+        return {str(k): str(v) for k, v in card.items()} if isinstance(card, dict) else None
+
+    def set_card(self, card: dict[str, str]) -> MmptDataset:
+        """Record `card` (licence, source, citation) in the dataset's config; a new version, kept by later ones."""
+        import json
+
+        self.lance.update_config({CARD_KEY: json.dumps(card, ensure_ascii=False, sort_keys=True)})
+        return open_dataset(self.uri, storage_options=self.storage_options)
 
     @reads_dataset("self")
     def null_mask(self, column: str) -> np.ndarray:

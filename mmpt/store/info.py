@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmpt.store.schema import LABEL, MODALITIES, SPLIT, TEXT, sha_column
+from mmpt.store.schema import LABEL, LABELS, MODALITIES, SPLIT, TEXT, TEXTS, sha_column
 
 if TYPE_CHECKING:
     import lance
@@ -40,10 +40,16 @@ def _stats(ds: MmptDataset) -> dict[str, Any]:
     lds = ds.lance
     names = lds.schema.names
     present_cols = [m for m in MODALITIES if _presence_column(m) in names]
-    columns = [_presence_column(m) for m in present_cols] + [c for c in (LABEL, SPLIT) if c in names]
+    columns = [_presence_column(m) for m in present_cols] + [
+        c for c in (LABEL, SPLIT, TEXTS, LABELS) if c in names
+    ]
     combos = np.zeros(1 << len(MODALITIES), dtype=np.int64)
     splits: Counter[str] = Counter()
     labels: Counter[str] = Counter()
+    multilabels: Counter[str] = Counter()
+    by_split: dict[str, Counter[str]] = {}
+    captions = {"rows": 0, "captions": 0, "max_per_row": 0}
+    multilabel_rows = 0
     rows = 0
     for batch in lds.to_batches(columns=columns, batch_size=65536):
         rows += batch.num_rows
@@ -57,6 +63,28 @@ def _stats(ds: MmptDataset) -> dict[str, Any]:
                 counts = pc.value_counts(batch.column(column).drop_null())
                 for item in counts:
                     counter[item["values"].as_py()] += item["counts"].as_py()
+        split_names = (
+            batch.column(SPLIT).fill_null("none").to_numpy(zero_copy_only=False)
+            if SPLIT in batch.schema.names
+            else np.full(batch.num_rows, "none", dtype=object)
+        )
+        for name in np.unique(split_names):
+            picked = code[split_names == name]
+            counter = by_split.setdefault(str(name), Counter())
+            counter["rows"] += int(picked.size)
+            for modality in present_cols:
+                counter[modality] += int(np.count_nonzero(picked >> MODALITIES.index(modality) & 1))
+        if TEXTS in batch.schema.names:
+            lengths = pc.list_value_length(batch.column(TEXTS)).drop_null()
+            if len(lengths):
+                captions["rows"] += len(lengths)
+                captions["captions"] += int(pc.sum(lengths).as_py() or 0)
+                captions["max_per_row"] = max(captions["max_per_row"], int(pc.max(lengths).as_py() or 0))
+        if LABELS in batch.schema.names:
+            column = batch.column(LABELS)
+            multilabel_rows += len(column.drop_null())
+            for item in pc.value_counts(pc.list_flatten(column)):
+                multilabels[item["values"].as_py()] += item["counts"].as_py()
 
     modalities = {
         m: int(sum(n for code, n in enumerate(combos) if code >> i & 1)) for i, m in enumerate(MODALITIES)
@@ -75,6 +103,18 @@ def _stats(ds: MmptDataset) -> dict[str, Any]:
         "splits": dict(sorted(splits.items())),
         "labels": dict(sorted(labels.items(), key=lambda item: (-item[1], item[0]))),
         "unlabelled": rows - sum(labels.values()),
+        "by_split": {  # rows and each modality the dataset has, per split
+            name: {k: n for k, n in counter.items() if k == "rows" or modalities[k]}
+            for name, counter in sorted(by_split.items())
+        },
+        "captions": captions if TEXTS in names else None,
+        "multilabels": {
+            "rows": multilabel_rows,
+            "labels": dict(sorted(multilabels.items(), key=lambda item: (-item[1], item[0]))),
+        }
+        if LABELS in names
+        else None,
+        "card": ds.card(),
         "versions": _versions(lds),
         "embedding_columns": _vector_columns(lds.schema, "emb_"),
         "projection_columns": _vector_columns(lds.schema, "proj_"),
@@ -148,6 +188,17 @@ def format_stats(stats: dict[str, Any], max_labels: int = 20) -> str:
     )
     lines.append("combos    " + "   ".join(f"{k} {n:,}" for k, n in stats["combinations"].items()))
     lines.append("splits    " + "   ".join(f"{k} {n:,}" for k, n in stats["splits"].items()))
+    if len(stats["by_split"]) > 1 or "none" not in stats["by_split"]:
+        for name, counts in stats["by_split"].items():
+            lines.append(
+                f"  {name:<7} {counts['rows']:,} rows: "
+                + "   ".join(f"{m} {n:,}" for m, n in counts.items() if m != "rows")
+            )
+    if stats.get("captions") and stats["captions"]["rows"]:
+        cap = stats["captions"]
+        lines.append(
+            f"captions  {cap['captions']:,} in {cap['rows']:,} rows (up to {cap['max_per_row']} per row)"
+        )
     labels = list(stats["labels"].items())
     shown = "   ".join(f"{k} {n:,}" for k, n in labels[:max_labels])
     more = f"   ... {len(labels) - max_labels} more" if len(labels) > max_labels else ""
@@ -156,6 +207,17 @@ def format_stats(stats: dict[str, Any], max_labels: int = 20) -> str:
         + (f": {shown}{more}" if labels else "")
         + (f"   (unlabelled {stats['unlabelled']:,})" if stats["unlabelled"] else "")
     )
+    if stats.get("multilabels"):
+        multi = list(stats["multilabels"]["labels"].items())
+        shown = "   ".join(f"{k} {n:,}" for k, n in multi[:max_labels])
+        more = f"   ... {len(multi) - max_labels} more" if len(multi) > max_labels else ""
+        lines.append(
+            f"multi     {stats['multilabels']['rows']:,} rows, {len(multi)} distinct labels"
+            + (f": {shown}{more}" if multi else "")
+        )
+    if stats.get("card"):
+        card = stats["card"]
+        lines.append("card      " + "   ".join(f"{k}: {v}" for k, v in card.items() if k != "citation"))
     if stats["metadata_columns"]:
         lines.append("metadata  " + ", ".join(f"{k} ({v})" for k, v in stats["metadata_columns"].items()))
     if stats["embedding_columns"]:

@@ -28,7 +28,9 @@ import pyarrow as pa
 from mmpt.errors import DataError
 from mmpt.store.limits import DEFAULT_LIMITS, size_text
 from mmpt.store.safe_read import special_kind
+from mmpt.store.schema import STRING_LIST, TEXTS
 from mmpt.store.source import Source
+from mmpt.store.splits import ALIASES as SPLIT_NAMES
 from mmpt.store.video import VIDEO_EXTS
 
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
@@ -107,6 +109,15 @@ def shard_labels(shards: list[str]) -> list[str]:
     return ["/".join(p[common:]) for p in parts]
 
 
+def folder_split(shard: str) -> str | None:
+    """The split a shard's folders name (`cc3m/validation/00000.tar` -> "validation"), the innermost one; else None.
+
+    Corpora shipped as shards keep their splits in folders (LAION-Audio-630K `<subset>/train/`, `<subset>/test/`;
+    img2dataset runs per split); a json `split` field in a sample wins over it."""
+    folders = shard.split("?", 1)[0].replace("\\", "/").split("/")[:-1]
+    return next((f for f in reversed(folders) if f.lower() in SPLIT_NAMES), None)
+
+
 def _strip_suffix(path: str) -> str:
     lower = path.lower()
     suffix = next(s for s in SHARD_SUFFIXES if lower.endswith(s))
@@ -126,6 +137,7 @@ def webdataset_source(
     readers' rule: `meta_<name>` for names of core columns)."""
     shards = expand_shards(specs)
     labels = shard_labels(shards)
+    splits = [folder_split(shard) for shard in shards]
     names: dict[str, str] = {}  # json field -> column
 
     def column(key: str) -> str:
@@ -139,9 +151,11 @@ def webdataset_source(
     def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
         out: list[dict[str, Any]] = []
         number = 0
-        for shard, label in zip(shards, labels, strict=True):
+        for shard, label, split in zip(shards, labels, splits, strict=True):
             for sample in _samples(shard, max_member_bytes):
-                out.append({"row": number, **sample.row(shard, label, metadata, column)})
+                row = sample.row(shard, label, metadata, column)
+                row["split"] = row["split"] or split
+                out.append({"row": number, **row})
                 number += 1
                 if len(out) >= size:
                     yield out
@@ -211,6 +225,12 @@ class _Sample:
             fields = _json_object(data, where)
             if row["text"] is None:
                 row["text"] = _json_caption(fields)
+            captions = _json_captions(fields)
+            if captions is not None:
+                row["texts"] = captions  # several captions (LAION-Audio-630K, WavCaps): a texts list
+            split = fields.get("split")
+            if isinstance(split, str) and split.strip():
+                row["split"] = split.strip()
             meta = {}
             for key, value in fields.items():
                 name = column(str(key))
@@ -391,6 +411,15 @@ def _json_caption(fields: dict[str, Any]) -> str | None:
     return None
 
 
+def _json_captions(fields: dict[str, Any]) -> list[str] | None:
+    """A list of captions in `texts` / `captions` / `caption` / `text`, when there is one of two or more."""
+    for key in ("texts", "captions", "caption", "text"):
+        value = fields.get(key)
+        if isinstance(value, list) and len(value) > 1 and all(isinstance(v, str) for v in value):
+            return value
+    return None
+
+
 def _fit(value: Any, dtype: pa.DataType, key: str, where: str) -> Any:
     """A json value in its column's type; one that does not fit rejects the sample, naming the field."""
     if value is None:
@@ -417,8 +446,9 @@ def _fit(value: Any, dtype: pa.DataType, key: str, where: str) -> Any:
 
 def _peek_metadata(shard: str, column: Callable[[str], str]) -> dict[str, pa.DataType]:
     """Metadata columns and types from the json members of the first samples of `shard` (read errors are left
-    for the full pass to report)."""
+    for the full pass to report), and the `texts` list column when those samples carry caption lists."""
     seen: dict[str, list[Any]] = {}
+    captions = False
     count = 0
     with contextlib.suppress(_Bad, *_READ_ERRORS):
         with _open_stream(shard) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
@@ -435,12 +465,14 @@ def _peek_metadata(shard: str, column: Callable[[str], str]) -> dict[str, pa.Dat
                 except (ValueError, UnicodeDecodeError):
                     continue
                 if isinstance(value, dict):
+                    captions = captions or _json_captions(value) is not None
                     for name, item in value.items():
                         seen.setdefault(str(name), []).append(item)
                 count += 1
                 if count >= PEEK_SAMPLES:
                     break
-    return {column(name): _infer(values) for name, values in seen.items()}
+    types = {column(name): _infer(values) for name, values in seen.items()}
+    return {**types, TEXTS: STRING_LIST} if captions else types
 
 
 def _infer(values: list[Any]) -> pa.DataType:
