@@ -26,6 +26,7 @@ def test_torchrun_two_processes_trains_and_evaluates(demo_dataset, tmp_path, run
         [
             torchrun,
             "--nproc_per_node=2",
+            "--standalone",  # a free port of its own: 29500 may still be held by an earlier run
             "-m",
             "mmpt",
             *sep,
