@@ -112,6 +112,12 @@ def train(
         if tc.grad_checkpointing:
             model.set_grad_checkpointing(True)
         use_bf16 = tc.precision == "bf16" or (tc.precision == "auto" and dist.device.type == "cuda")
+        if (
+            dist.device.type == "cuda"
+        ):  # as open_clip_train: autotuned convolutions (the patch embedding), TF32
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         startup["model_built"] = time.time()
 
         loader = build_loader(
@@ -223,8 +229,7 @@ def train(
                 for micro in _groups(prefetch(loader, dist.device, model.spec), tc.accum_steps, window):
                     model.train()
                     optimizer.zero_grad(set_to_none=True)
-                    step_loss = {}
-                    finite = True
+                    step_loss: dict[str, torch.Tensor] = {}  # on the device: read only when logged
                     for i, batch in enumerate(micro):
                         batch = _to_device(batch, dist.device)
                         sync = i == len(micro) - 1 or dist.world_size == 1
@@ -236,16 +241,14 @@ def train(
                             loss, per_pair = loss_fn(
                                 features, _masks(batch), model.logit_scale, model.logit_bias
                             )
-                        finite = _all_finite(loss, dist)
-                        if not finite:
-                            break
                         (loss / len(micro)).backward()
                         for k, v in per_pair.items():
-                            step_loss[k] = step_loss.get(k, 0.0) + float(v) / len(micro)
-                    grad_norm = (
-                        float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)) if finite else math.nan
-                    )
-                    if finite and math.isfinite(grad_norm):
+                            v = v.detach().float() / len(micro)
+                            step_loss[k] = step_loss[k] + v if k in step_loss else v
+                    # One host sync per step, after the backward is queued: a non-finite loss makes the
+                    # gradients non-finite, and their norm is the same on every rank (DDP averages them).
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, tc.grad_clip))
+                    if math.isfinite(grad_norm):
                         optimizer.step()
                         bad_in_a_row = 0
                     else:
@@ -272,14 +275,17 @@ def train(
                     bar.update(1)
 
                     if main and (state["step"] % tc.log_every == 0 or state["step"] == total_steps):
+                        logged_loss = dict(
+                            zip(step_loss, torch.stack(list(step_loss.values())).tolist(), strict=True)
+                        )
                         event = {
                             "kind": "train",
                             "step": state["step"],
                             "epoch": state["epoch"],
                             "loss": sum(
-                                _pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in step_loss.items()
+                                _pair_weights(tc.pair_weights).get(k, 1.0) * v for k, v in logged_loss.items()
                             ),
-                            **{f"loss/{k}": v for k, v in step_loss.items()},
+                            **{f"loss/{k}": v for k, v in logged_loss.items()},
                             "lr": scheduler.get_last_lr()[0],
                             **{
                                 f"logit_scale/{k}": float(p.detach().exp())
@@ -482,13 +488,6 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 def _masks(batch: dict) -> dict[str, torch.Tensor]:
     return {k[: -len("_mask")]: v for k, v in batch.items() if k.endswith("_mask")}
-
-
-def _all_finite(loss: torch.Tensor, dist: DistInfo) -> bool:
-    flag = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
-    if dist.world_size > 1:
-        flag = all_reduce_sum(flag)
-    return float(flag) == 0.0
 
 
 def _agree(flag: bool, dist: DistInfo) -> bool:
