@@ -34,12 +34,20 @@ Published text->audio R@1/5/10 on the test split: LAION-CLAP 36.1 / 71.8 / 83.9,
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, read_csv, report, require
+from mmpt.store.recipes import (
+    Card,
+    add_arguments,
+    finish,
+    layout_error,
+    media_index,
+    read_csv,
+    report,
+    require,
+)
 
 CARD = Card(
     name="AudioCaps",
@@ -86,17 +94,11 @@ def clips_of(csv_rows: list[dict[str, str]], split: str) -> list[dict[str, Any]]
 
 def index_audio(audio_dir: Path) -> dict[tuple[str, str], Path]:
     """(folder, file stem) -> path of every audio file in `audio_dir` (folder "") and its split folders."""
-    found: dict[tuple[str, str], Path] = {}
-    for folder in ("", *SPLITS):
-        where = audio_dir / folder
-        if not where.is_dir():
-            continue
-        with os.scandir(where) as entries:
-            for entry in entries:
-                stem, ext = os.path.splitext(entry.name)
-                if ext.lower() in AUDIO_EXTS and entry.is_file():
-                    found.setdefault((folder, stem), Path(entry.path))
-    return found
+    return {
+        (folder, stem): paths[0]
+        for folder in ("", *SPLITS)
+        for stem, paths in media_index(audio_dir / folder, AUDIO_EXTS, recursive=False).items()
+    }
 
 
 def _stems(clip: dict[str, Any]) -> list[str]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +50,13 @@ from mmpt.store.recipes import (
     class_caption,
     finish,
     layout_error,
+    media_index,
     read_csv,
     report,
     require,
+    unique_ids,
 )
+from mmpt.store.video import VIDEO_EXTS  # the video files ingest decodes
 
 CARD = Card(
     name="AudioSet",
@@ -68,7 +70,6 @@ CARD = Card(
 LAYOUT = "the AudioSet layout (*_segments.csv, class_labels_indices.csv, audio/ or video/)"
 SUBSETS = {"balanced_train": "train", "unbalanced_train": "train", "eval": "test"}
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-VIDEO_EXTS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov")
 # How downloaders name a segment's file: with its times (the cut segment) or by the id alone.
 NAMINGS: dict[str, Callable[[str, str, str], str]] = {
     "Y<id>_<start>_<end>": lambda i, s, e: f"Y{i}_{s}_{e}",
@@ -77,27 +78,6 @@ NAMINGS: dict[str, Callable[[str, str, str], str]] = {
     "<id>": lambda i, s, e: i,
 }
 TIMED = ("Y<id>_<start>_<end>", "<id>_<start>_<end>")
-
-
-def media_index(folder: Path, exts: tuple[str, ...]) -> dict[str, list[Path]]:
-    """Every file under `folder` (sub-folders included) with one of `exts`, by file stem, in sorted order."""
-    index: dict[str, list[Path]] = {}
-    if folder.is_dir():
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in exts and path.is_file():
-                index.setdefault(path.stem, []).append(path)
-    return index
-
-
-def unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows whose repeated ids get `#1`, `#2`, ... (in file order), so a repeated line is not refused."""
-    seen: Counter[str] = Counter()
-    for row in rows:
-        n = seen[row["id"]]
-        seen[row["id"]] += 1
-        if n:
-            row["id"] = f"{row['id']}#{n}"
-    return rows
 
 
 def read_segments(path: Path) -> list[tuple[str, str, str, list[str]]]:
@@ -151,8 +131,9 @@ def find(
     return None
 
 
-def rows_of(root: Path, unbalanced: bool = False) -> list[dict[str, Any]]:
-    """One row per segment of balanced_train and eval (and unbalanced_train), with the files found for it."""
+def rows_of(root: Path, unbalanced: bool = False, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per segment of balanced_train and eval (and unbalanced_train), with the files found for it; mids
+    missing from class_labels_indices.csv are counted in `warnings`."""
     names = class_names(require(root, "class_labels_indices.csv", LAYOUT))
     subsets = [s for s in SUBSETS if unbalanced or s != "unbalanced_train"]
     csvs = {s: require(root, f"{s}_segments.csv", LAYOUT) for s in subsets}
@@ -208,11 +189,10 @@ def rows_of(root: Path, unbalanced: bool = False) -> list[dict[str, Any]]:
             if kind == "video" and naming not in TIMED:
                 row.update(start=row["segment_start"], end=row["segment_end"])
         rows.extend(subset_rows)
-    if unknown:
-        print(
-            f"warning: {sum(unknown.values())} labels name mids not in class_labels_indices.csv "
-            f"(kept as the mid): {', '.join(sorted(unknown)[:5])}",
-            file=sys.stderr,
+    if unknown and warnings is not None:
+        warnings.append(
+            f"{sum(unknown.values())} labels name mids not in class_labels_indices.csv "
+            f"(kept as the mid): {', '.join(sorted(unknown)[:5])}"
         )
     return unique_ids(rows)
 
@@ -221,7 +201,9 @@ def convert(
     root: Path, out: Path, unbalanced: bool = False, options: Any = None, quiet: bool = True
 ) -> dict[str, Any]:
     """Write the AudioSet folder at `root` to `out` (.lance dataset or manifest); return the counts."""
-    return finish(rows_of(root, unbalanced), out, CARD, options=options, quiet=quiet)
+    warnings: list[str] = []
+    rows = rows_of(root, unbalanced, warnings)
+    return finish(rows, out, CARD, options=options, quiet=quiet, warnings=warnings)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,12 +30,10 @@ ECCV 2018.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, class_caption, finish, report, require
+from mmpt.store.recipes import Card, add_arguments, class_caption, finish, report, require, unique_ids
 
 CARD = Card(
     name="AVE",
@@ -66,19 +64,9 @@ def read_events(path: Path) -> list[Event]:
     return events
 
 
-def unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows whose repeated ids get `#1`, `#2`, ... (in file order), so a repeated line is not refused."""
-    seen: Counter[str] = Counter()
-    for row in rows:
-        n = seen[row["id"]]
-        seen[row["id"]] += 1
-        if n:
-            row["id"] = f"{row['id']}#{n}"
-    return rows
-
-
-def rows_of(root: Path) -> list[dict[str, Any]]:
-    """One row per event of trainSet.txt, valSet.txt and testSet.txt, with its video and window."""
+def rows_of(root: Path, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per event of trainSet.txt, valSet.txt and testSet.txt, with its video and window; events the
+    split files and Annotations.txt do not agree on are counted in `warnings`."""
     if (root / "AVE_Dataset").is_dir():
         root = root / "AVE_Dataset"
     annotated = set(read_events(require(root, "Annotations.txt", LAYOUT)))
@@ -104,17 +92,21 @@ def rows_of(root: Path) -> list[dict[str, Any]]:
                     "quality": quality,
                 }
             )
-    if unannotated:
-        print(f"warning: {unannotated} split-file events are not in Annotations.txt (kept)", file=sys.stderr)
     unsplit = len(annotated - listed)
-    if unsplit:
-        print(f"warning: {unsplit} Annotations.txt events are in no split file (left out)", file=sys.stderr)
+    said = [
+        f"{unannotated} split-file events are not in Annotations.txt (kept)" if unannotated else "",
+        f"{unsplit} Annotations.txt events are in no split file (left out)" if unsplit else "",
+    ]
+    if warnings is not None:
+        warnings.extend(w for w in said if w)
     return unique_ids(rows)
 
 
 def convert(root: Path, out: Path, options: Any = None, quiet: bool = True) -> dict[str, Any]:
     """Write the AVE folder at `root` to `out` (.lance dataset or manifest); return the counts."""
-    return finish(rows_of(root), out, CARD, options=options, quiet=quiet)
+    warnings: list[str] = []
+    rows = rows_of(root, warnings)
+    return finish(rows, out, CARD, options=options, quiet=quiet, warnings=warnings)
 
 
 def main(argv: list[str] | None = None) -> None:

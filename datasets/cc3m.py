@@ -34,15 +34,13 @@ Dataset For Automatic Image Captioning, ACL 2018.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mmpt.store.recipes import Card, add_arguments, ingest_into, layout_error, report
+from mmpt.store.splits import ALIASES
 
 CARD = Card(
     name="Conceptual Captions 3M",
@@ -56,18 +54,6 @@ CARD = Card(
     notes="3.3M image URLs with captions (3,318,333 train, 15,840 validation); images downloaded with img2dataset",
 )
 SPLIT_DIRS = {"train": "train", "validation": "val", "val": "val"}
-# Folder names mmpt's webdataset reader takes a split from (the innermost one in a shard's path wins).
-SPLIT_NAMES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-    "eval": "test",
-}
 RATIOS = {"train": (1.0, 0.0, 0.0), "val": (0.0, 1.0, 0.0)}
 LAYOUT = "img2dataset webdataset output (NNNNN.tar with NNNNN_stats.json) in ROOT or in ROOT/train/, ROOT/validation/"
 STAT_KEYS = ("count", "successes", "failed_to_download", "failed_to_resize")
@@ -90,7 +76,8 @@ def shard_folders(root: Path, split: str | None) -> list[tuple[Path, str]]:
     if not flat:
         raise layout_error(root / "00000.tar", root, LAYOUT)
     split = split or "train"
-    named = next((SPLIT_NAMES[p.lower()] for p in reversed(root.parts) if p.lower() in SPLIT_NAMES), None)
+    # the split mmpt's webdataset reader takes from the folders (the innermost split name in a shard's path wins)
+    named = next((ALIASES[p.lower()] for p in reversed(root.parts) if p.lower() in ALIASES), None)
     if named is not None and named != split:
         hint = f"pass --split {named}" if named in RATIOS else "move the shards"
         raise SystemExit(f"error: {root} lies in a folder read as the {named} split; {hint}")
@@ -156,14 +143,6 @@ def convert(
     }
 
 
-def report_with_notes(name: str, out: Path, counts: dict[str, Any]) -> None:
-    """`recipes.report`'s closing line with this recipe's notes appended."""
-    line = io.StringIO()
-    with contextlib.redirect_stderr(line):
-        report(name, out, counts)
-    print(line.getvalue().rstrip("\n") + "".join(f"; {n}" for n in counts.get("notes", [])), file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Turn img2dataset CC3M shards into an mmpt dataset.")
     parser.add_argument(
@@ -178,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     counts = convert(args.root, args.out, args.split, options=args, quiet=False)
-    report_with_notes("CC3M", args.out, counts)
+    report("CC3M", args.out, counts)
 
 
 if __name__ == "__main__":

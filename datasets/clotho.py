@@ -30,13 +30,19 @@ Published on the evaluation split: LAION-CLAP text->audio R@1/5/10 16.1 / 38.3 /
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import sys
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, read_csv, report, require
+from mmpt.store.recipes import (
+    Card,
+    add_arguments,
+    comma_list,
+    finish,
+    layout_error,
+    read_csv,
+    report,
+    require,
+)
 
 CARD = Card(
     name="Clotho v2.1",
@@ -53,20 +59,6 @@ CAPTIONS = tuple(f"caption_{k}" for k in range(1, 6))
 LAYOUT = "the Clotho v2.1 layout (clotho_captions_<split>.csv, clotho_metadata_<split>.csv, <split>/*.wav)"
 
 
-def read_metadata(path: Path) -> list[dict[str, str]]:
-    """Rows of a clotho_metadata CSV: UTF-8 when it is, else ISO-8859-1 (how the v2.x files are written)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("iso-8859-1")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    names = [n.strip() for n in reader.fieldnames or []]
-    if "file_name" not in names:
-        raise SystemExit(f"error: {path} lacks columns file_name; found {', '.join(names)}")
-    return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
-
-
 def rows_of(
     root: Path, splits: tuple[str, ...] = tuple(SPLITS), warnings: list[str] | None = None
 ) -> list[dict[str, Any]]:
@@ -78,7 +70,8 @@ def rows_of(
     for split in splits:
         captions = read_csv(require(root, f"clotho_captions_{split}.csv", LAYOUT), ("file_name", *CAPTIONS))
         meta_path = require(root, f"clotho_metadata_{split}.csv", LAYOUT)
-        metadata = {m["file_name"]: m for m in read_metadata(meta_path)}
+        # UTF-8 when it is, else ISO-8859-1 (how the v2.x metadata files are written)
+        metadata = {m["file_name"]: m for m in read_csv(meta_path, ("file_name",), fallback="iso-8859-1")}
         audio_dir = root / split
         if not audio_dir.is_dir():
             raise layout_error(audio_dir, root, LAYOUT + f" (extract clotho_audio_{split}.7z here)")
@@ -114,9 +107,8 @@ def convert(
 ) -> dict[str, Any]:
     """Write the Clotho folder at `root` to `out` (.lance dataset or manifest); return the counts and warnings."""
     warnings: list[str] = []
-    counts = finish(rows_of(root, splits, warnings), out, CARD, options=options, quiet=quiet)
-    counts["warnings"] = warnings
-    return counts
+    rows = rows_of(root, splits, warnings)
+    return finish(rows, out, CARD, options=options, quiet=quiet, warnings=warnings)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,10 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated Clotho splits to take (default: development,validation,evaluation)",
     )
     args = parser.parse_args(argv)
-    splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
-    counts = convert(args.root, args.out, splits, options=args, quiet=False)
-    for warning in counts["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
+    counts = convert(args.root, args.out, tuple(comma_list(args.splits)), options=args, quiet=False)
     report("Clotho", args.out, counts)
 
 

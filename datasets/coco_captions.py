@@ -35,15 +35,20 @@ Visual-Semantic Alignments for Generating Image Descriptions, CVPR 2015 (the spl
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, report, require
+from mmpt.store.recipes import (
+    KARPATHY_SPLITS,
+    Card,
+    add_arguments,
+    finish,
+    read_json,
+    read_karpathy,
+    report,
+    require,
+)
 
 CARD = Card(
     name="COCO Captions 2017",
@@ -58,37 +63,16 @@ CARD = Card(
 )
 SPLITS = {"train2017": "train", "val2017": "val"}
 LAYOUT = "the official COCO 2017 layout (annotations/captions_{train,val}2017.json, train2017/, val2017/)"
-KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
-
-
-def read_json(path: Path, *keys: str) -> dict[str, Any]:
-    """`path` parsed, refusing in one line a file that is not JSON or lacks one of the top-level lists `keys`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc}") from None
-    missing = [k for k in keys if not isinstance(data, dict) or not isinstance(data.get(k), list)]
-    if missing:
-        raise SystemExit(
-            f"error: {path} is not in the expected format: no top-level {', '.join(missing)} list"
-        )
-    return data
 
 
 def karpathy_splits(path: Path) -> dict[int, str]:
     """Karpathy's dataset_coco.json as {cocoid: train / val / test} (restval -> train)."""
-    splits = {}
-    for image in read_json(path, "images")["images"]:
-        if not isinstance(image, dict) or image.get("split") not in KARPATHY_SPLITS or "cocoid" not in image:
-            raise SystemExit(
-                f'error: {path} is not a Karpathy COCO split file (an image without "cocoid"/"split")'
-            )
-        splits[int(image["cocoid"])] = KARPATHY_SPLITS[image["split"]]
-    return splits
+    return {int(image["cocoid"]): KARPATHY_SPLITS[image["split"]] for image in read_karpathy(path, "cocoid")}
 
 
-def rows_and_notes(root: Path, karpathy: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per image of captions_{train,val}2017.json, and notes on ids the files do not agree on."""
+def rows_of(root: Path, karpathy: Path | None = None, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per image of captions_{train,val}2017.json with all its captions, listed even when its file is
+    absent; ids the files do not agree on are counted in `notes`."""
     resplit = karpathy_splits(karpathy) if karpathy else None
     rows, orphans, unsplit, seen = [], 0, 0, set()
     for folder, split in SPLITS.items():
@@ -128,35 +112,23 @@ def rows_and_notes(root: Path, karpathy: Path | None = None) -> tuple[list[dict[
                 }
             )
     absent = len(set(resplit) - seen) if resplit is not None else 0
-    notes = [
+    said = [
         f"{orphans} captions name an image not in their annotation file" if orphans else "",
         f"{absent} Karpathy images are not in the annotations" if absent else "",
         f"{unsplit} images are not in the Karpathy file (kept in their 2017 split)" if unsplit else "",
     ]
-    return rows, [n for n in notes if n]
-
-
-def rows_of(root: Path, karpathy: Path | None = None) -> list[dict[str, Any]]:
-    """One row per image with all its captions, listed even when its file is absent."""
-    return rows_and_notes(root, karpathy)[0]
+    if notes is not None:
+        notes.extend(n for n in said if n)
+    return rows
 
 
 def convert(
     root: Path, out: Path, karpathy: Path | None = None, options: Any = None, quiet: bool = True
 ) -> dict[str, Any]:
     """Write the COCO 2017 folder at `root` to `out` (.lance dataset or manifest); return the counts."""
-    rows, notes = rows_and_notes(root, karpathy)
-    counts = finish(rows, out, CARD, options=options, quiet=quiet)
-    counts["notes"] = notes
-    return counts
-
-
-def report_with_notes(name: str, out: Path, counts: dict[str, Any]) -> None:
-    """`recipes.report`'s closing line with this recipe's notes appended."""
-    line = io.StringIO()
-    with contextlib.redirect_stderr(line):
-        report(name, out, counts)
-    print(line.getvalue().rstrip("\n") + "".join(f"; {n}" for n in counts.get("notes", [])), file=sys.stderr)
+    notes: list[str] = []
+    rows = rows_of(root, karpathy, notes)
+    return finish(rows, out, CARD, options=options, quiet=quiet, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     counts = convert(args.root, args.out, args.karpathy, options=args, quiet=False)
-    report_with_notes("COCO Captions", args.out, counts)
+    report("COCO Captions", args.out, counts)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, class_caption, finish, read_csv, report, require
+from mmpt.store.recipes import (
+    Card,
+    add_arguments,
+    class_caption,
+    finish,
+    fold_split,
+    read_csv,
+    report,
+    require,
+)
 
 CARD = Card(
     name="ESC-50",
@@ -35,15 +44,6 @@ CARD = Card(
     notes="2,000 clips of 5 s, 50 classes, 5 folds; published zero-shot: LAION-CLAP 91.0% (5-fold mean)",
 )
 LAYOUT = "the official ESC-50 layout (audio/*.wav, meta/esc50.csv)"
-
-
-def split_of(fold: int, val_fold: int, test_fold: int) -> str:
-    """train / val / test for one of ESC-50's five folds."""
-    if fold == test_fold:
-        return "test"
-    if fold == val_fold:
-        return "val"
-    return "train"
 
 
 def rows_of(root: Path, val_fold: int = 4, test_fold: int = 5) -> list[dict[str, Any]]:
@@ -62,7 +62,7 @@ def rows_of(root: Path, val_fold: int = 4, test_fold: int = 5) -> list[dict[str,
                 "audio": audio_dir / row["filename"],
                 "text": class_caption(row["category"]),
                 "label": label,
-                "split": split_of(int(row["fold"]), val_fold, test_fold),
+                "split": fold_split(int(row["fold"]), val_fold, test_fold),
                 **extra,
             }
         )

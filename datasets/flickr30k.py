@@ -31,11 +31,19 @@ Citations: P. Young, A. Lai, M. Hodosh, J. Hockenmaier, From image descriptions 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, report, require
+from mmpt.store.recipes import (
+    KARPATHY_SPLITS,
+    Card,
+    add_arguments,
+    finish,
+    layout_error,
+    read_karpathy,
+    report,
+    require,
+)
 
 CARD = Card(
     name="Flickr30k",
@@ -51,29 +59,6 @@ CARD = Card(
 IMAGE_DIRS = ("flickr30k-images", "flickr30k_images")
 SPLIT_FILE = "dataset_flickr30k.json"
 LAYOUT = "flickr30k-images/*.jpg and Karpathy's dataset_flickr30k.json"
-KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
-
-
-def read_karpathy(path: Path) -> list[dict[str, Any]]:
-    """The images of a Karpathy split file, refused in one line when it is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc}") from None
-    images = data.get("images") if isinstance(data, dict) else None
-    if not isinstance(images, list):
-        raise SystemExit(f'error: {path} is not a Karpathy split file: no top-level "images" list')
-    for image in images:
-        if (
-            not isinstance(image, dict)
-            or "filename" not in image
-            or image.get("split") not in KARPATHY_SPLITS
-            or not isinstance(image.get("sentences"), list)
-        ):
-            raise SystemExit(
-                f'error: {path} has an image without "filename", "split" or "sentences": {str(image)[:80]}'
-            )
-    return images
 
 
 def rows_of(root: Path, karpathy: Path | None = None) -> list[dict[str, Any]]:
@@ -83,7 +68,9 @@ def rows_of(root: Path, karpathy: Path | None = None) -> list[dict[str, Any]]:
         raise layout_error(root / IMAGE_DIRS[0], root, LAYOUT)
     split_file = karpathy or require(root, SPLIT_FILE, LAYOUT)
     rows = []
-    for image in read_karpathy(split_file):
+    for image in read_karpathy(split_file, "filename", "sentences"):
+        if not isinstance(image["sentences"], list):
+            raise SystemExit(f'error: {split_file}: "sentences" of {image["filename"]} is not a list')
         texts = [str(s.get("raw", "")).strip() for s in image["sentences"] if isinstance(s, dict)]
         rows.append(
             {

@@ -40,9 +40,6 @@ D. Harwath, J. Glass, Deep Multimodal Semantic Embeddings for Speech and Images,
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +139,15 @@ def read_speakers(path: Path) -> dict[str, str]:
     return {parts[0]: parts[1] for parts in (line.split() for line in read_lines(path)) if len(parts) == 2}
 
 
-def rows_and_notes(
-    root: Path, images: Path | None = None, text: Path | None = None, audio: Path | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per line of wav2capt.txt, and notes on what the metadata files do not agree on."""
+def rows_of(
+    root: Path,
+    images: Path | None = None,
+    text: Path | None = None,
+    audio: Path | None = None,
+    notes: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per line of wav2capt.txt (a spoken caption), the recording listed even when its file (or its image)
+    is absent; what the metadata files do not agree on is counted in `notes`."""
     jpgs = image_dir(images or root)
     texts = text_dir(text or root)
     speech = audio_dir(audio or root)
@@ -171,21 +173,16 @@ def rows_and_notes(
             }
         )
     silent = len(set(split_of) - spoken)
-    notes = [
+    said = [
         f"{uncaptioned} spoken captions have no written caption in {TEXT_FILES[0]} (kept without text)"
         if uncaptioned
         else "",
         f"{unlisted} spoken captions name an image in no split list (split by id hash)" if unlisted else "",
         f"{silent} images of the split lists have no spoken caption" if silent else "",
     ]
-    return rows, [note for note in notes if note]
-
-
-def rows_of(
-    root: Path, images: Path | None = None, text: Path | None = None, audio: Path | None = None
-) -> list[dict[str, Any]]:
-    """One row per spoken caption, the recording listed even when its file (or its image) is absent."""
-    return rows_and_notes(root, images, text, audio)[0]
+    if notes is not None:
+        notes.extend(note for note in said if note)
+    return rows
 
 
 def convert(
@@ -198,18 +195,9 @@ def convert(
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Write the Flickr8k audio layout at `root` to `out` (.lance dataset or manifest); return the counts."""
-    rows, notes = rows_and_notes(root, images, text, audio)
-    counts = finish(rows, out, CARD, options=options, quiet=quiet)
-    counts["notes"] = notes
-    return counts
-
-
-def report_with_notes(name: str, out: Path, counts: dict[str, Any]) -> None:
-    """`recipes.report`'s closing line with this recipe's notes appended."""
-    line = io.StringIO()
-    with contextlib.redirect_stderr(line):
-        report(name, out, counts)
-    print(line.getvalue().rstrip("\n") + "".join(f"; {n}" for n in counts.get("notes", [])), file=sys.stderr)
+    notes: list[str] = []
+    rows = rows_of(root, images, text, audio, notes)
+    return finish(rows, out, CARD, options=options, quiet=quiet, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -227,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio", type=Path, default=None, help="the folder holding flickr_audio/ (ROOT)")
     args = parser.parse_args(argv)
     counts = convert(args.root, args.out, args.images, args.text, args.audio, options=args, quiet=False)
-    report_with_notes("Flickr8k Audio", args.out, counts)
+    report("Flickr8k Audio", args.out, counts)
 
 
 if __name__ == "__main__":

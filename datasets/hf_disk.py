@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -218,8 +217,7 @@ def convert(
     """Ingest the save_to_disk folder at `root` into the `.lance` folder `out`; return the counts."""
     dataset, roles = rows_of(root, columns, split_map, caption)
     card = card_of(dataset, root, roles, options)
-    if card.license == CARD.license:
-        print(f"warning: {root} states no licence; pass --license", file=sys.stderr)
+    warnings = [f"{root} states no licence; pass --license"] if card.license == CARD.license else []
     kwargs = {f"{role}_col": column for role, column in roles.items()}
     table = dataset.with_format("arrow")
     split_col = roles.get("split")
@@ -234,6 +232,7 @@ def convert(
         "missing_files": missing,
         "written": result.written,
         "rejected": len(result.rejected),
+        "warnings": warnings,
     }
 
 

@@ -27,7 +27,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, ingest_into, layout_error, report
+from mmpt.store.recipes import Card, add_arguments, comma_list, ingest_into, layout_error, report
 
 CARD = Card(
     name="LAION-Audio-630K",
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(parser)
     parser.add_argument("--subsets", default=None, help="comma-separated subset folders (default: every one)")
     args = parser.parse_args(argv)
-    subsets = [s.strip() for s in args.subsets.split(",") if s.strip()] if args.subsets else None
-    counts = convert(args.root, args.out, subsets, options=args, quiet=False)
+    counts = convert(args.root, args.out, comma_list(args.subsets), options=args, quiet=False)
     report("LAION-Audio-630K", args.out, counts)
 
 

@@ -34,11 +34,10 @@ Recognition using Places Database, NeurIPS 2014.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, report, require
+from mmpt.store.recipes import Card, add_arguments, finish, layout_error, read_json, report, require
 
 CARD = Card(
     name="Places Audio Captions 400k",
@@ -60,24 +59,13 @@ IMAGES_LAYOUT = "the Places205 images (--images: the folder the json's image pat
 FIELDS = ("uttid", "wav", "image")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A Places Audio metadata file, refused in one line when it is not JSON with a "data" list."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise SystemExit(f'error: {path} is not in the expected format: no top-level "data" list')
-    return data
-
-
 def rows_of(root: Path, images: Path | None = None) -> list[dict[str, Any]]:
     """One row per utterance of metadata/{train,val}.json, listed even when its wav or image is absent."""
     require(root, "wavs", LAYOUT)
     rows = []
     for split, name in JSONS.items():
         path = require(root, name, LAYOUT)
-        data = read_json(path)
+        data = read_json(path, "data")
         if images is None:
             base = Path(str(data.get("image_base_path") or ""))
             if not str(base) or not base.is_dir():

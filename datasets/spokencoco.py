@@ -38,14 +38,20 @@ Segmental Units, ACL 2021.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, report, require
+from mmpt.store.recipes import (
+    KARPATHY_SPLITS,
+    Card,
+    add_arguments,
+    finish,
+    layout_error,
+    read_json,
+    read_karpathy,
+    report,
+    require,
+)
 
 CARD = Card(
     name="SpokenCOCO",
@@ -61,40 +67,18 @@ CARD = Card(
 JSONS = {"train": "SpokenCOCO_train.json", "val": "SpokenCOCO_val.json"}
 LAYOUT = "the official SpokenCOCO layout (SpokenCOCO_train.json, SpokenCOCO_val.json, wavs/)"
 IMAGES_LAYOUT = "the COCO 2014 images (--images: the folder holding train2014/ and val2014/)"
-KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
-
-
-def read_json(path: Path, key: str) -> Any:
-    """`path` parsed, refusing in one line a file that is not JSON or lacks the top-level list `key`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"error: cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise SystemExit(f'error: {path} is not in the expected format: no top-level "{key}" list')
-    return data
 
 
 def karpathy_splits(path: Path) -> dict[str, str]:
     """Karpathy's split file as {image file name: train / val / test} (restval -> train)."""
-    splits = {}
-    for image in read_json(path, "images")["images"]:
-        if (
-            not isinstance(image, dict)
-            or image.get("split") not in KARPATHY_SPLITS
-            or "filename" not in image
-        ):
-            raise SystemExit(
-                f'error: {path} is not a Karpathy split file (an image without "filename"/"split")'
-            )
-        splits[image["filename"]] = KARPATHY_SPLITS[image["split"]]
-    return splits
+    return {image["filename"]: KARPATHY_SPLITS[image["split"]] for image in read_karpathy(path, "filename")}
 
 
-def rows_and_notes(
-    root: Path, images: Path | None = None, karpathy: Path | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per caption of SpokenCOCO_{train,val}.json, and notes on images the Karpathy file lacks."""
+def rows_of(
+    root: Path, images: Path | None = None, karpathy: Path | None = None, notes: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per caption (utterance) of SpokenCOCO_{train,val}.json, listed even when its wav or image is
+    absent; images the Karpathy file lacks are counted in `notes`."""
     images = images or root.resolve().parent
     require(root, "wavs", LAYOUT)
     resplit = karpathy_splits(karpathy) if karpathy else None
@@ -133,13 +117,9 @@ def rows_and_notes(
     for folder in sorted(folders):
         if not (images / folder).is_dir():
             raise layout_error(images / folder, images, IMAGES_LAYOUT)
-    notes = [f"{unsplit} images are not in the Karpathy file (kept in the json's split)"] if unsplit else []
-    return rows, notes
-
-
-def rows_of(root: Path, images: Path | None = None, karpathy: Path | None = None) -> list[dict[str, Any]]:
-    """One row per utterance, listed even when its wav or image is absent."""
-    return rows_and_notes(root, images, karpathy)[0]
+    if unsplit and notes is not None:
+        notes.append(f"{unsplit} images are not in the Karpathy file (kept in the json's split)")
+    return rows
 
 
 def convert(
@@ -151,18 +131,9 @@ def convert(
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Write the SpokenCOCO folder at `root` to `out` (.lance dataset or manifest); return the counts."""
-    rows, notes = rows_and_notes(root, images, karpathy)
-    counts = finish(rows, out, CARD, options=options, quiet=quiet)
-    counts["notes"] = notes
-    return counts
-
-
-def report_with_notes(name: str, out: Path, counts: dict[str, Any]) -> None:
-    """`recipes.report`'s closing line with this recipe's notes appended."""
-    line = io.StringIO()
-    with contextlib.redirect_stderr(line):
-        report(name, out, counts)
-    print(line.getvalue().rstrip("\n") + "".join(f"; {n}" for n in counts.get("notes", [])), file=sys.stderr)
+    notes: list[str] = []
+    rows = rows_of(root, images, karpathy, notes)
+    return finish(rows, out, CARD, options=options, quiet=quiet, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     counts = convert(args.root, args.out, args.images, args.karpathy, options=args, quiet=False)
-    report_with_notes("SpokenCOCO", args.out, counts)
+    report("SpokenCOCO", args.out, counts)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, class_caption, finish, read_csv, report, require
+from mmpt.store.recipes import (
+    Card,
+    add_arguments,
+    class_caption,
+    finish,
+    fold_split,
+    read_csv,
+    report,
+    require,
+)
 
 CARD = Card(
     name="UrbanSound8K",
@@ -39,15 +48,6 @@ CARD = Card(
 )
 LAYOUT = "the official UrbanSound8K layout (audio/fold1..fold10/*.wav, metadata/UrbanSound8K.csv)"
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
-
-
-def split_of(fold: int, val_fold: int, test_fold: int) -> str:
-    """train / val / test for one of UrbanSound8K's ten folds."""
-    if fold == test_fold:
-        return "test"
-    if fold == val_fold:
-        return "val"
-    return "train"
 
 
 def rows_of(root: Path, val_fold: int = 9, test_fold: int = 10) -> list[dict[str, Any]]:
@@ -69,7 +69,7 @@ def rows_of(root: Path, val_fold: int = 9, test_fold: int = 10) -> list[dict[str
                 "audio": audio_dir / f"fold{fold}" / row["slice_file_name"],
                 "text": class_caption(row["class"]),
                 "label": row["class"].replace("_", " "),
-                "split": split_of(fold, val_fold, test_fold),
+                "split": fold_split(fold, val_fold, test_fold),
                 "fold": fold,
                 **extra,
             }

@@ -31,12 +31,21 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, class_caption, finish, layout_error, report, require
+from mmpt.store.recipes import (
+    Card,
+    add_arguments,
+    class_caption,
+    finish,
+    layout_error,
+    media_index,
+    report,
+    require,
+    unique_ids,
+)
+from mmpt.store.video import VIDEO_EXTS  # the video files ingest decodes
 
 CARD = Card(
     name="VGGSound",
@@ -49,28 +58,7 @@ CARD = Card(
 )
 LAYOUT = "the VGGSound layout (vggsound.csv and the downloaded clips under video/)"
 CLIP_SECONDS = 10
-VIDEO_EXTS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov")
 SPLITS = ("train", "test")
-
-
-def media_index(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    """Every file under `folder` (sub-folders included) with one of `exts`, by file stem; first in sorted order."""
-    index: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in exts and path.is_file():
-            index.setdefault(path.stem, path)
-    return index
-
-
-def unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows whose repeated ids get `#1`, `#2`, ... (in file order), so a repeated line is not refused."""
-    seen: Counter[str] = Counter()
-    for row in rows:
-        n = seen[row["id"]]
-        seen[row["id"]] += 1
-        if n:
-            row["id"] = f"{row['id']}#{n}"
-    return rows
 
 
 def read_clips(path: Path) -> list[tuple[str, int, str, str]]:
@@ -90,8 +78,11 @@ def read_clips(path: Path) -> list[tuple[str, int, str, str]]:
     return clips
 
 
-def rows_of(root: Path, video_dir: Path | None = None) -> list[dict[str, Any]]:
-    """One row per line of vggsound.csv: the cut clip, else the whole video with a window, else the expected clip."""
+def rows_of(
+    root: Path, video_dir: Path | None = None, warnings: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per line of vggsound.csv: the cut clip, else the whole video with a window, else the expected clip;
+    video files the CSV does not list are counted in `warnings`."""
     meta = require(root, "vggsound.csv", LAYOUT)
     videos = video_dir if video_dir is not None else root / "video"
     if not videos.is_dir():
@@ -112,19 +103,16 @@ def rows_of(root: Path, video_dir: Path | None = None) -> list[dict[str, Any]]:
         }
         stem = next((s for s in (clip, f"{youtube_id}_{start}") if s in index), None)
         if stem is not None:
-            row["video"] = index[stem]
+            row["video"] = index[stem][0]
         elif youtube_id in index:  # the whole video: cut the clip at ingest
             stem = youtube_id
-            row.update(video=index[stem], start=start, end=start + CLIP_SECONDS)
+            row.update(video=index[stem][0], start=start, end=start + CLIP_SECONDS)
         if stem is not None:
             used.add(stem)
         rows.append(row)
     unlisted = len(set(index) - used)
-    if unlisted:
-        print(
-            f"warning: {unlisted} video files under {videos} are not in vggsound.csv (left out)",
-            file=sys.stderr,
-        )
+    if unlisted and warnings is not None:
+        warnings.append(f"{unlisted} video files under {videos} are not in vggsound.csv (left out)")
     return unique_ids(rows)
 
 
@@ -132,7 +120,9 @@ def convert(
     root: Path, out: Path, video_dir: Path | None = None, options: Any = None, quiet: bool = True
 ) -> dict[str, Any]:
     """Write the VGGSound folder at `root` to `out` (.lance dataset or manifest); return the counts."""
-    return finish(rows_of(root, video_dir), out, CARD, options=options, quiet=quiet)
+    warnings: list[str] = []
+    rows = rows_of(root, video_dir, warnings)
+    return finish(rows, out, CARD, options=options, quiet=quiet, warnings=warnings)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,11 +40,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from mmpt.store.recipes import Card, add_arguments, finish, layout_error, report, require
+from mmpt.store.recipes import Card, add_arguments, comma_list, finish, layout_error, report, require
 
 CARD = Card(
     name="WavCaps",
@@ -193,13 +192,7 @@ def convert(
     """Write the WavCaps folder at `root` to `out` (.lance dataset or manifest); return the counts and notes."""
     notes: list[str] = []
     rows = rows_of(root, sources, audio_dir, exclude, split, notes)
-    counts = finish(rows, out, CARD, options=options, quiet=quiet)
-    counts["notes"] = notes
-    return counts
-
-
-def _names(text: str | None) -> list[str] | None:
-    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+    return finish(rows, out, CARD, options=options, quiet=quiet, notes=notes)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,15 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     counts = convert(
         args.root,
         args.out,
-        _names(args.sources),
+        comma_list(args.sources),
         args.audio_dir,
-        _names(args.exclude),
+        comma_list(args.exclude),
         args.split,
         options=args,
         quiet=False,
     )
-    for note in counts["notes"]:
-        print(note, file=sys.stderr)
     report("WavCaps", args.out, counts)
 
 

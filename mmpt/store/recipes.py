@@ -3,17 +3,21 @@
 A recipe turns a corpus's official layout into rows (dicts with `id`, `image` / `audio` / `video` paths, `text`,
 `texts`, `label`, `labels`, `split` and metadata); `finish` writes them as a manifest and, when `--out` names a
 `.lance` folder, ingests it there and records the dataset card (name, licence, homepage, citation).
+What a recipe has to say besides the counts travels in them: `counts["warnings"]` (each printed by `report` as a
+`warning: ...` line) and `counts["notes"]` (appended to its closing line); a recipe's `rows_of` takes optional
+`warnings` / `notes` lists to append to, and `finish` puts them in the counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,15 +62,98 @@ def require(root: Path, relative: str | Path, layout: str) -> Path:
     return path
 
 
-def read_csv(path: Path, required: Iterable[str], delimiter: str = ",") -> list[dict[str, str]]:
-    """Rows of a metadata CSV/TSV, refusing in one line when a required column is absent."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        names = [n.strip() for n in reader.fieldnames or []]
-        missing = [c for c in required if c not in names]
-        if missing:
-            raise SystemExit(f"error: {path} lacks columns {', '.join(missing)}; found {', '.join(names)}")
-        return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+def read_csv(
+    path: Path,
+    required: Iterable[str],
+    delimiter: str = ",",
+    encoding: str = "utf-8-sig",
+    fallback: str | None = None,
+) -> list[dict[str, str]]:
+    """Rows of a metadata CSV/TSV, refusing in one line when a required column is absent.
+
+    Text that is not `encoding` is read as `fallback` when one is given (Clotho's ISO-8859-1 metadata), else
+    refused in one line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        if fallback is None:
+            raise SystemExit(
+                f"error: {path} is not {encoding} text (byte {exc.start}: {exc.reason})"
+            ) from None
+        text = data.decode(fallback)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    names = [n.strip() for n in reader.fieldnames or []]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise SystemExit(f"error: {path} lacks columns {', '.join(missing)}; found {', '.join(names)}")
+    return [{(k or "").strip(): v for k, v in row.items()} for row in reader]
+
+
+def read_json(path: Path, *lists: str, kind: str = "in the expected format") -> dict[str, Any]:
+    """`path` parsed, refusing in one line a file that is not JSON or lacks one of the top-level lists named."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"error: cannot read {path}: {exc}") from None
+    missing = [k for k in lists if not isinstance(data, dict) or not isinstance(data.get(k), list)]
+    if missing:
+        raise SystemExit(f'error: {path} is not {kind}: no top-level "{missing[0]}" list')
+    return data
+
+
+# Karpathy's split files (dataset_coco.json, dataset_flickr30k.json): restval is the rest of val, used to train.
+KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
+
+
+def read_karpathy(path: Path, *fields: str) -> list[dict[str, Any]]:
+    """The images of a Karpathy split file, each checked for a known `split` and the `fields` a recipe reads."""
+    images: list[dict[str, Any]] = read_json(path, "images", kind="a Karpathy split file")["images"]
+    for image in images:
+        if (
+            not isinstance(image, dict)
+            or image.get("split") not in KARPATHY_SPLITS
+            or any(f not in image for f in fields)
+        ):
+            wanted = "".join(f', "{f}"' for f in fields)
+            raise SystemExit(f'error: {path} has an image without "split"{wanted}: {str(image)[:80]}')
+    return images
+
+
+def fold_split(fold: int, val_fold: int, test_fold: int) -> str:
+    """train / val / test for one fold of a corpus shipped in folds (ESC-50, UrbanSound8K)."""
+    if fold == test_fold:
+        return "test"
+    if fold == val_fold:
+        return "val"
+    return "train"
+
+
+def comma_list(text: str | None) -> list[str]:
+    """The names of a comma-separated option ("a, b,,c" -> ["a", "b", "c"]); none for None or blanks."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def media_index(folder: Path, exts: Sequence[str], recursive: bool = True) -> dict[str, list[Path]]:
+    """Every file in `folder` (and its sub-folders when `recursive`) ending in one of `exts` (lower case), by
+    file stem, each stem's files in sorted order; empty when the folder is absent."""
+    index: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+            if path.suffix.lower() in exts and path.is_file():
+                index.setdefault(path.stem, []).append(path)
+    return index
+
+
+def unique_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose repeated ids get `#1`, `#2`, ... (in file order), so a repeated line is not refused."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        n = seen[row["id"]]
+        seen[row["id"]] += 1
+        if n:
+            row["id"] = f"{row['id']}#{n}"
+    return rows
 
 
 def class_caption(label: str, template: str = "the sound of {}") -> str:
@@ -91,6 +178,7 @@ def write_manifest(rows: Iterable[Mapping[str, Any]], path: Path) -> list[dict[s
     base = path.parent
     cells = [{k: _cell(k, v, base) for k, v in row.items()} for row in rows]
     if path.suffix == ".jsonl":
+        _type_numbers(cells)
         with path.open("w", encoding="utf-8") as handle:
             for row in cells:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -107,6 +195,28 @@ def write_manifest(rows: Iterable[Mapping[str, Any]], path: Path) -> list[dict[s
                 ]
             )
     return cells
+
+
+ROLES = frozenset({"id", "text", "texts", "label", "labels", "split", "start", "end", *MEDIA})
+
+
+def _type_numbers(cells: list[dict[str, Any]]) -> None:
+    """Metadata read from CSV/TXT files as text becomes numbers where a whole column is numeric, as a CSV
+    manifest's column would be typed at ingest (ESC-50's `fold`: 1..5, not "1".."5"); ids and labels stay text."""
+    columns = {k for row in cells for k in row} - ROLES
+    for column in columns:
+        values = [row[column] for row in cells if isinstance(row.get(column), str) and row[column] != ""]
+        if not values or any(not isinstance(row.get(column, ""), str) for row in cells):
+            continue
+        for kind in (int, float):
+            try:
+                typed = {v: kind(v) for v in values}
+            except ValueError:
+                continue
+            for row in cells:
+                value = row.get(column)
+                row[column] = typed[value] if value else None
+            break
 
 
 def counts_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,17 +257,24 @@ def finish(
     *,
     options: argparse.Namespace | None = None,
     quiet: bool = False,
+    notes: list[str] | None = None,
+    warnings: list[str] | None = None,
     **ingest_kwargs: Any,
 ) -> dict[str, Any]:
     """Write the manifest, and when `out` is a `.lance` folder ingest it and record the card; return counts.
 
     `options` are a recipe's parsed arguments (`--overwrite`, `--workers`, ready copies); rows naming a
-    file that is absent stay in the manifest so the ingest report lists them as `missing_file`.
+    file that is absent stay in the manifest so the ingest report lists them as `missing_file`. `notes` and
+    `warnings` (what the recipe noticed in the layout) are kept in the counts for `report`.
     """
     if not rows:
         raise SystemExit("error: the layout lists no items")
     out = Path(out)
     counts = counts_of(rows)
+    if notes is not None:
+        counts["notes"] = notes
+    if warnings is not None:
+        counts["warnings"] = warnings
     counts["missing_files"] = sum(
         1 for r in rows for m in MEDIA if r.get(m) and "://" not in str(r[m]) and not Path(r[m]).exists()
     )
@@ -206,7 +323,10 @@ def ingest_into(
 
 
 def report(name: str, out: Path, counts: Mapping[str, Any]) -> None:
-    """The recipe's closing line on stderr: rows per split, files not found, rows written."""
+    """The recipe's closing line on stderr (rows per split, files not found, rows written, then its notes), after
+    a `warning: ...` line for each of its warnings."""
+    for warning in counts.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     splits = ", ".join(f"{k} {v}" for k, v in counts["splits"].items())
     line = f"{name}: {counts['rows']} rows ({splits})"
     if counts.get("missing_files"):
@@ -217,4 +337,5 @@ def report(name: str, out: Path, counts: Mapping[str, Any]) -> None:
             line += f", {counts['rejected']} rejected (see the ingest report)"
     else:
         line += f"; manifest {out}"
+    line += "".join(f"; {note}" for note in counts.get("notes", []))
     print(line, file=sys.stderr)
