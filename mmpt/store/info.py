@@ -217,7 +217,9 @@ def format_stats(stats: dict[str, Any], max_labels: int = 20) -> str:
         )
     if stats.get("card"):
         card = stats["card"]
-        lines.append("card      " + "   ".join(f"{k}: {v}" for k, v in card.items() if k != "citation"))
+        head = [card.get(k) for k in ("name", "license", "homepage") if card.get(k)]
+        lines.append("card      " + "  |  ".join(head))
+        lines += [f"          {k}: {card[k]}" for k in ("modalities", "notes", "citation") if card.get(k)]
     if stats["metadata_columns"]:
         lines.append("metadata  " + ", ".join(f"{k} ({v})" for k, v in stats["metadata_columns"].items()))
     if stats["embedding_columns"]:
