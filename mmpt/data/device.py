@@ -15,14 +15,22 @@ from typing import Any
 import torch
 
 from mmpt.data.reader import JPEG_BYTES, JPEG_ROWS, JPEG_SIZES
-from mmpt.models.spec import InputSpec
+from mmpt.models.spec import FULL_MODALITIES, InputSpec
 
 
 def to_device(batch: dict[str, Any], device: torch.device, spec: InputSpec | None = None) -> dict[str, Any]:
     """The batch with its tensors on `device`; JPEG bytes left by a gpu_jpeg_decode loader are decoded there
     into `image` (their rows' `image_mask` set), which needs the model's `spec`."""
     data, sizes, rows = (batch.pop(k, None) for k in (JPEG_BYTES, JPEG_SIZES, JPEG_ROWS))
+    full = frozenset(  # read on the CPU copy: on the device it would cost a sync per tower
+        k[: -len("_mask")]
+        for k, v in batch.items()
+        if k.endswith("_mask") and torch.is_tensor(v) and v.device.type == "cpu" and bool(v.all())
+    )
+    if data is not None:  # rows whose JPEG fails on the device are masked out after the copy
+        full -= {"image"}
     out = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    out[FULL_MODALITIES] = full | batch.get(FULL_MODALITIES, frozenset())
     if data is not None and len(sizes):
         if spec is None:
             raise ValueError("the batch holds undecoded JPEGs: pass the model's InputSpec to decode them")

@@ -13,7 +13,7 @@ from mmpt.errors import ConfigError
 from mmpt.models.audio import AudioEncoder
 from mmpt.models.config import ModelConfig
 from mmpt.models.image_text import build_image_tower, build_text_tower, image_size
-from mmpt.models.spec import InputSpec
+from mmpt.models.spec import FULL_MODALITIES, InputSpec
 
 TOWERS: tuple[str, ...] = ("image", "text", "audio", "heads")
 
@@ -91,7 +91,7 @@ class MultimodalModel(nn.Module):
             x = batch[m]
             n = x.shape[0]
             mask = batch.get(f"{m}_mask")
-            if mask is None or bool(mask.all()):
+            if mask is None or m in batch.get(FULL_MODALITIES, ()) or bool(mask.all()):
                 out[m] = self.encode(m, x)
                 continue
             rows = mask.nonzero().squeeze(1)

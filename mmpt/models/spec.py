@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# A batch key set by `mmpt.data.device.to_device`: the modalities whose mask was all True on the CPU, so the
+# model and the loss skip their mask arithmetic on the device, and with it a host sync per tower and pair.
+FULL_MODALITIES = "full_modalities"
+
 
 @dataclass(frozen=True)
 class InputSpec:

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mmpt.errors import ConfigError, DataError, MmptError
+from mmpt.models.spec import FULL_MODALITIES
 from mmpt.runs import RESUME_FILES, RunDir, read_checkpoint_state
 from mmpt.train.config import RunConfig, normalise_pairs
 from mmpt.train.distributed import DistInfo, all_reduce_sum, cleanup, setup_distributed
@@ -487,7 +488,9 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def _masks(batch: dict) -> dict[str, torch.Tensor]:
-    return {k[: -len("_mask")]: v for k, v in batch.items() if k.endswith("_mask")}
+    """Each modality's row mask, left out where every row has it (the loss then needs no mask arithmetic)."""
+    full = batch.get(FULL_MODALITIES, ())
+    return {k[: -len("_mask")]: v for k, v in batch.items() if k.endswith("_mask") and k[:-5] not in full}
 
 
 def _agree(flag: bool, dist: DistInfo) -> bool:

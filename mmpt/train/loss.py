@@ -106,14 +106,19 @@ class ContrastiveLoss(nn.Module):
         per_pair: dict[str, torch.Tensor] = {}
         for pair in pairs:  # every branch below depends on global data only: same collectives on all ranks
             a, b = pair_modalities(pair)
-            valid = all_masks[a] & all_masks[b]
-            n_valid = int(valid.sum())
+            if world == 1 and masks.get(a) is None and masks.get(b) is None:
+                valid, n_valid = None, n_local  # every row holds both: no mask arithmetic, no host sync
+            else:
+                valid = all_masks[a] & all_masks[b]
+                n_valid = int(valid.sum())
             if n_valid < 2:
                 continue
             for m in (a, b):
                 if m not in global_feats:
                     global_feats[m] = _global_features(features[m].float(), counts, offset, world)
-            fa, fb = global_feats[a][valid], global_feats[b][valid]
+            fa, fb = global_feats[a], global_feats[b]
+            if valid is not None:
+                fa, fb = fa[valid], fb[valid]
             scale = logit_scale[pair].clamp(max=self.max_logit_scale).exp()
             logits = scale * fa @ fb.T
             if self.kind == "clip":
