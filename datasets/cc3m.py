@@ -76,8 +76,8 @@ def shard_folders(root: Path, split: str | None) -> list[tuple[Path, str]]:
     if not flat:
         raise layout_error(root / "00000.tar", root, LAYOUT)
     split = split or "train"
-    # the split mmpt's webdataset reader takes from the folders (the innermost split name in a shard's path wins)
-    named = next((ALIASES[p.lower()] for p in reversed(root.parts) if p.lower() in ALIASES), None)
+    # the split mmpt's webdataset reader takes from the folder holding the shards, when it is named like one
+    named = ALIASES.get(root.name.lower())
     if named is not None and named != split:
         hint = f"pass --split {named}" if named in RATIOS else "move the shards"
         raise SystemExit(f"error: {root} lies in a folder read as the {named} split; {hint}")

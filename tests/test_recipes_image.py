@@ -447,6 +447,9 @@ def test_cc3m_recipe_flat_folder_takes_split_and_refuses_other_layouts(tmp_path)
         SystemExit, match=r"00000.tar not found; expected img2dataset .* found in .*: 00000.parquet"
     ):
         recipe.convert(tmp_path / "shards", tmp_path / "x.lance")
-    write_shard(tmp_path / "test" / "shards", 0, [1])
+    write_shard(tmp_path / "test" / "shards", 0, [1])  # a split name higher up the path does not count
+    counts = recipe.convert(tmp_path / "test" / "shards", tmp_path / "t.lance", quiet=True)
+    assert counts["splits"] == {"train": 1} and counts["written"] == 1
+    write_shard(tmp_path / "flat" / "test", 0, [1])  # the folder holding the shards does
     with pytest.raises(SystemExit, match=r"lies in a folder read as the test split; move the shards"):
-        recipe.convert(tmp_path / "test" / "shards", tmp_path / "x.lance")
+        recipe.convert(tmp_path / "flat" / "test", tmp_path / "x.lance")

@@ -109,12 +109,15 @@ def shard_labels(shards: list[str]) -> list[str]:
     return ["/".join(p[common:]) for p in parts]
 
 
-def folder_split(shard: str) -> str | None:
-    """The split a shard's folders name (`cc3m/validation/00000.tar` -> "validation"), the innermost one; else None.
+def folder_split(shard: str, label: str) -> str | None:
+    """The split a shard's folder names (`cc3m/validation/00000.tar` -> "validation"), else None.
 
     Corpora shipped as shards keep their splits in folders (LAION-Audio-630K `<subset>/train/`, `<subset>/test/`;
-    img2dataset runs per split); a json `split` field in a sample wins over it."""
-    folders = shard.split("?", 1)[0].replace("\\", "/").split("/")[:-1]
+    img2dataset runs per split). Only the folder holding the shard and those below the shards' common folder
+    (`label`) count, so a `test` folder higher up the path does not make every row a test row; a json `split`
+    field in a sample wins over it."""
+    parent = shard.split("?", 1)[0].replace("\\", "/").rsplit("/", 1)[0].rsplit("/", 1)[-1]
+    folders = [*label.split("/")[:-1], parent]
     return next((f for f in reversed(folders) if f.lower() in SPLIT_NAMES), None)
 
 
@@ -137,7 +140,7 @@ def webdataset_source(
     readers' rule: `meta_<name>` for names of core columns)."""
     shards = expand_shards(specs)
     labels = shard_labels(shards)
-    splits = [folder_split(shard) for shard in shards]
+    splits = [folder_split(shard, label) for shard, label in zip(shards, labels, strict=True)]
     names: dict[str, str] = {}  # json field -> column
 
     def column(key: str) -> str:
