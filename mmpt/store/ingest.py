@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from mmpt.errors import DataError
 from mmpt.store.dataset import MmptDataset, open_lance, report_path_for
-from mmpt.store.limits import read_limits
+from mmpt.store.limits import ReadLimits, read_limits
 from mmpt.store.manifest import ColumnNames, Source, open_source
 from mmpt.store.pool import default_workers, ordered_map
 from mmpt.store.ready import ReadyOptions, check_ready_chunk, with_ready_columns
@@ -128,10 +128,6 @@ def ingest(
     beside the originals, or instead of them with `drop_originals` (mmpt.store.ready).
     """
     started = time.perf_counter()
-    if append and overwrite:
-        raise DataError("choose either append or overwrite, not both")
-    ratios = parse_ratios(split_ratios)
-    ready = ReadyOptions(image_max_side, audio_rate, drop_originals)
     columns = ColumnNames(
         id=id_col,
         text=text_col,
@@ -151,12 +147,19 @@ def ingest(
         max_audio_samples=max_audio_samples,
         follow_symlinks=follow_symlinks,
     )
-    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks, limits=limits)
-    out = str(out)
-    mode, schema, existing_ids, base = _plan(out, src, append, overwrite, storage_options)
-    if ready.active and not ready.drop_originals and mode != "append":
-        schema = with_ready_columns(schema)
-    check_ready_schema(schema, ready, out)
+    plan = plan_ingest(
+        source,
+        out,
+        columns,
+        limits,
+        ReadyOptions(image_max_side, audio_rate, drop_originals),
+        append=append,
+        overwrite=overwrite,
+        split_ratios=split_ratios,
+        storage_options=storage_options,
+    )
+    src, out, mode, schema = plan.src, plan.uri, plan.mode, plan.schema
+    existing_ids, base, options, ready = plan.existing_ids, plan.base, plan.options, plan.ready
 
     counts = {"read": 0, "written": 0}
     rejected: list[dict[str, Any]] = []
@@ -166,8 +169,6 @@ def ingest(
     kept: set[str] = set()  # ids of the rows written
 
     def batches() -> Iterator[pa.RecordBatch]:
-        options = CheckOptions(split_ratios=ratios, limits=limits, root=src.root)
-
         def tasks() -> Iterator[tuple[list[dict[str, Any]], CheckOptions, ReadyOptions]]:
             for chunk in src.chunks(batch_rows):
                 for row in chunk:
@@ -257,6 +258,47 @@ def ingest(
 
 class _AllRejected(Exception):
     """Every row was bad: abort the write (nothing to commit) but still write the report."""
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """What an ingest settles before reading a row (single-process or on Ray): the opened source, where and
+    how it writes, the ids already there and the version they were read from, and the row checks."""
+
+    src: Source
+    uri: str
+    mode: str
+    schema: pa.Schema
+    existing_ids: set[str]
+    base: lance.LanceDataset | None
+    options: CheckOptions
+    ready: ReadyOptions
+
+
+def plan_ingest(
+    source: Any,
+    out: str | Path,
+    columns: ColumnNames,
+    limits: ReadLimits,
+    ready: ReadyOptions,
+    *,
+    append: bool,
+    overwrite: bool,
+    split_ratios: str | tuple[float, float, float] | None,
+    storage_options: dict[str, str] | None,
+) -> IngestPlan:
+    """Check the options, open the source and decide the write (create / append / overwrite) and its schema."""
+    if append and overwrite:
+        raise DataError("choose either append or overwrite, not both")
+    ratios = parse_ratios(split_ratios)
+    src = open_source(source, columns, storage_options, follow_symlinks=limits.follow_symlinks, limits=limits)
+    uri = str(out)
+    mode, schema, existing_ids, base = _plan(uri, src, append, overwrite, storage_options)
+    if ready.active and not ready.drop_originals and mode != "append":
+        schema = with_ready_columns(schema)
+    check_ready_schema(schema, ready, uri)
+    options = CheckOptions(split_ratios=ratios, limits=limits, root=src.root)
+    return IngestPlan(src, uri, mode, schema, existing_ids, base, options, ready)
 
 
 def _plan(

@@ -31,19 +31,17 @@ from mmpt.store.ingest import (
     IngestResult,
     _check_not_added,
     _check_unique,
-    _plan,
     _progress,
     _report,
     _write_report,
     ids_added_since,
+    plan_ingest,
     rejection_line,
 )
 from mmpt.store.limits import read_limits
 from mmpt.store.lock import write_lock
-from mmpt.store.manifest import ColumnNames, open_source
-from mmpt.store.ready import ReadyOptions, check_ready_chunk, with_ready_columns
-from mmpt.store.ready import check_schema as check_ready_schema
-from mmpt.store.splits import parse_ratios
+from mmpt.store.manifest import ColumnNames
+from mmpt.store.ready import ReadyOptions, check_ready_chunk
 from mmpt.store.validate import CheckOptions
 from mmpt.store.write import _commit, _discard, _remove_if_new, rows_to_batch
 
@@ -124,13 +122,8 @@ def ray_ingest(
     with nothing committed; its written files stay as orphans on object stores (removed locally).
     """
     started = time.perf_counter()
-    if append and overwrite:
-        raise DataError("choose either append or overwrite, not both")
     if batch_rows < 1 or wave_rows < 1:
         raise DataError("batch rows must be at least 1")
-    ratios = parse_ratios(split_ratios)
-    ready = ReadyOptions(image_max_side, audio_rate, drop_originals)
-    columns = column_names(column_options)
     limits = read_limits(
         max_blob_mb=max_blob_mb,
         max_pixels=max_pixels,
@@ -139,19 +132,25 @@ def ray_ingest(
         max_audio_samples=max_audio_samples,
         follow_symlinks=follow_symlinks,
     )
-    src = open_source(source, columns, storage_options, follow_symlinks=follow_symlinks, limits=limits)
-    uri = str(out)
-    mode, schema, existing_ids, base = _plan(uri, src, append, overwrite, storage_options)
-    if ready.active and not ready.drop_originals and mode != "append":
-        schema = with_ready_columns(schema)
-    check_ready_schema(schema, ready, uri)
+    plan = plan_ingest(
+        source,
+        out,
+        column_names(column_options),
+        limits,
+        ReadyOptions(image_max_side, audio_rate, drop_originals),
+        append=append,
+        overwrite=overwrite,
+        split_ratios=split_ratios,
+        storage_options=storage_options,
+    )
+    src, uri, mode, existing_ids, base = plan.src, plan.uri, plan.mode, plan.existing_ids, plan.base
     connect(address, quiet=quiet)
 
     spec = _TaskSpec(
         uri=uri,
-        schema=schema,
-        options=CheckOptions(split_ratios=ratios, limits=limits, root=src.root),
-        ready=ready,
+        schema=plan.schema,
+        options=plan.options,
+        ready=plan.ready,
         storage_options=storage_options,
         fail_row=_int_env(FAIL_ROW),
         kill=_kill_env(),
@@ -200,7 +199,7 @@ def ray_ingest(
     lance_ds = commit_fragments(
         uri,
         fragments,
-        schema,
+        plan.schema,
         mode=mode,
         read_version=None if base is None else base.version,
         storage_options=storage_options,
