@@ -47,23 +47,9 @@ def manifest(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A 1-step tiny run (its weights only need to exist)."""
-    from mmpt.store.synthetic import make_demo_dataset
-    from mmpt.train.pretrain import pretrain, resolve_config
-
-    base = tmp_path_factory.mktemp("ray_run")
-    make_demo_dataset(base / "demo.lance", n_rows=40, seed=0)
-    cfg = resolve_config(
-        data=str(base / "demo.lance"),
-        model="tiny",
-        max_steps=1,
-        batch_size=8,
-        device="cpu",
-        seed=0,
-        overrides=["train.warmup_steps=1", "data.num_workers=0", "train.eval_after=false"],
-    )
-    return pretrain(cfg, base / "run", progress=False).run.path
+def run(tiny_run) -> Path:
+    """The session's tiny run (read-only: embedding writes only into the dataset)."""
+    return Path(tiny_run)
 
 
 @pytest.fixture(scope="module")

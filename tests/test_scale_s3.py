@@ -144,20 +144,6 @@ def test_embed_run_writes_columns_through_storage_options(s3, tmp_path, tiny_s3_
 
 
 @pytest.fixture(scope="module")
-def tiny_s3_run(tmp_path_factory):
-    """A 1-step tiny run on a local demo dataset (its weights only need to exist)."""
-    from mmpt.store.synthetic import make_demo_dataset
-    from mmpt.train.pretrain import pretrain, resolve_config
-
-    base = tmp_path_factory.mktemp("s3run")
-    make_demo_dataset(base / "demo.lance", n_rows=40, seed=0)
-    cfg = resolve_config(
-        data=str(base / "demo.lance"),
-        model="tiny",
-        max_steps=1,
-        batch_size=8,
-        device="cpu",
-        seed=0,
-        overrides=["train.warmup_steps=1", "data.num_workers=0", "train.eval_after=false"],
-    )
-    return pretrain(cfg, base / "run", progress=False).run.path
+def tiny_s3_run(tiny_run):
+    """The session's tiny run, local (its weights are what the remote datasets are embedded with)."""
+    return tiny_run

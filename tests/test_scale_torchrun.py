@@ -19,23 +19,13 @@ from mmpt.embed.export import EmbeddingWriter, staging_uri
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    """A 60-row demo dataset and a 1-step tiny run on it."""
+def setup(tmp_path_factory, tiny_run):
+    """A 60-row demo dataset and the session's tiny run."""
     from mmpt.store.synthetic import make_demo_dataset
-    from mmpt.train.pretrain import pretrain, resolve_config
 
     base = tmp_path_factory.mktemp("torchrun")
     make_demo_dataset(base / "demo.lance", n_rows=60, seed=0)
-    cfg = resolve_config(
-        data=str(base / "demo.lance"),
-        model="tiny",
-        max_steps=1,
-        batch_size=8,
-        device="cpu",
-        seed=0,
-        overrides=["train.warmup_steps=1", "data.num_workers=0", "train.eval_after=false"],
-    )
-    return base / "demo.lance", pretrain(cfg, base / "run", progress=False).run.path
+    return base / "demo.lance", tiny_run
 
 
 def torchrun_embed(nproc: int, run: Path, data: Path) -> dict:
