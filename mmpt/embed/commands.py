@@ -110,10 +110,10 @@ def embed_command(
             name=name,
             quiet=quiet,
         )
-    elif world_size() > 1:
+    else:
         from mmpt.embed.distributed_embed import distributed_embed
 
-        shared = distributed_embed(
+        shared = (distributed_embed if world_size() > 1 else embed_run)(
             run,
             data,
             _modalities(modalities),
@@ -125,22 +125,9 @@ def embed_command(
             name=name,
             progress=not quiet,
         )
-        if shared is None:  # not rank 0: rank 0 reports
+        if shared is None:  # a torchrun rank other than 0: rank 0 reports
             return
         written = shared
-    else:
-        written = embed_run(
-            run,
-            data,
-            _modalities(modalities),
-            split,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            chunk_rows=chunk_rows,
-            name=name,
-            progress=not quiet,
-        )
     ds = as_lance(data)
     report: dict[str, Any] = {
         "name": column_name,
