@@ -39,11 +39,10 @@ from mmpt.store.ingest import (
     rejection_line,
 )
 from mmpt.store.limits import read_limits
-from mmpt.store.lock import write_lock
 from mmpt.store.manifest import ColumnNames
 from mmpt.store.ready import ReadyOptions, check_ready_chunk
 from mmpt.store.validate import CheckOptions
-from mmpt.store.write import _commit, _discard, _remove_if_new, rows_to_batch
+from mmpt.store.write import _discard, _remove_if_new, commit_locked, rows_to_batch
 
 WAVE_ROWS = 1 << 20  # source rows handed to Ray per pass: bounds the driver's memory, not the commit count
 FAIL_ROW = "MMPT_TEST_RAY_FAIL_ROW"  # test hook: the task holding this input row raises
@@ -265,19 +264,7 @@ def commit_fragments(
     )
     transaction = lance.Transaction(read_version=read_version or 0, operation=operation)
     local = "://" not in uri
-    locked = False
-    try:
-        with write_lock(uri, what):
-            locked = True
-            try:
-                return _commit(uri, transaction, mode, read_version, check, storage_options)
-            except BaseException:
-                _discard(uri, transaction, local, existed)
-                raise
-    except BaseException:
-        if not locked:
-            _discard(uri, transaction, local, existed=True)
-        raise
+    return commit_locked(uri, transaction, mode, read_version, check, storage_options, what, local, existed)
 
 
 def _waves(chunks: Iterator[list[dict[str, Any]]], wave_rows: int) -> Iterator[list[list[dict[str, Any]]]]:

@@ -191,6 +191,25 @@ def write_batches(
         _remove_if_new(uri, local, existed)
         raise _one_line(outcome["error"], f"writing {uri} failed")
     transaction: lance.Transaction = outcome["transaction"]
+    return commit_locked(
+        uri, transaction, mode, read_version, check, storage_options, what, local, existed, lock_timeout
+    )
+
+
+def commit_locked(
+    uri: str,
+    transaction: lance.Transaction,
+    mode: str,
+    read_version: int | None,
+    check: CommitCheck | None,
+    storage_options: dict[str, str] | None,
+    what: str,
+    local: bool,
+    existed: bool,
+    lock_timeout: float | None = None,
+) -> lance.LanceDataset:
+    """Commit `transaction` under the dataset's write lock; on any failure remove the files it wrote (and the
+    dataset folder if this write created it), so nothing is left half-written."""
     locked = False
     try:
         with write_lock(uri, what, lock_timeout):
