@@ -3,6 +3,7 @@ beside it) for the small and base presets, image-text and tri-modal; prints one 
 
     python benchmarks/gpu_train.py [--presets small,base] [--modes image-text,trimodal] [--batch-size 256]
                                    [--steps 30] [--warmup 10] [--workers 8] [--compile both|auto|on|off]
+                                   [--compile-scope blocks|towers]
                                    [--peak-tflops T] [--no-open-clip] [--out DIR]
     python benchmarks/gpu_train.py --smoke      # CPU, tiny preset, 3 steps: checks the script end to end
 
@@ -23,7 +24,8 @@ What it measures, per (preset, mode, compile):
   the same way on open_clip's own model.
 
 `--compile both` (the default on CUDA) runs mmpt eager and compiled, which is what decides whether
-train.compile=auto (on for CUDA) pays off for a preset.
+train.compile=auto (on for CUDA) pays off for a preset; `first_steps_s` (the warm-up steps, compilation
+included) and `--compile-scope towers` against the default `blocks` show what regional compilation saves.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps run first, not measured (compile)")
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers (both trainers)")
     parser.add_argument("--compile", choices=["both", "auto", "on", "off"], default="both")
+    parser.add_argument(
+        "--compile-scope", choices=["blocks", "towers"], default="blocks", help="mmpt's train.compile_scope"
+    )
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="override the device's bf16 peak")
     parser.add_argument("--no-open-clip", action="store_true", help="skip open_clip_train")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
@@ -242,6 +247,7 @@ def measure_mmpt(
             "train.eval_after=false",
             f"train.ckpt_every={total}",
             f"train.compile={str(compiled).lower()}",
+            f"train.compile_scope={args.compile_scope}",
             f"data.num_workers={args.workers}",
             "data.image_augment=true",
         ],
@@ -259,6 +265,7 @@ def measure_mmpt(
     return {
         "trainer": "mmpt",
         "compile": compiled,
+        "compile_scope": args.compile_scope if compiled else None,
         "samples_per_s": round(len(times) * args.batch_size / sum(times), 1),
         "step_ms_median": round(1e3 * statistics.median(times), 1),
         "data_wait_frac": round(sum(waits) / sum(times), 3),

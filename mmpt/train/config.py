@@ -15,6 +15,10 @@ from mmpt.models.config import ModelConfig
 
 PAIRS: tuple[str, ...] = ("image-text", "audio-text", "image-audio")
 TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow", "trackio")  # what train.report_to may name
+COMPILE_SCOPES: tuple[str, ...] = (
+    "blocks",
+    "towers",
+)  # what train.compile_scope may name (mmpt.train.compile)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -60,6 +64,9 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
     compile: bool | str = "auto"  # torch.compile the towers: auto (on for CUDA), true or false
     compile_backend: str = "inductor"  # torch.compile backend; aot_eager traces without code generation
+    compile_scope: str = (
+        "blocks"  # blocks: each tower's repeated blocks (compiled once, reused); towers: whole
+    )
     grad_checkpointing: bool = False
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
@@ -77,6 +84,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.report_to = normalise_trackers(self.report_to)
         self.compile = normalise_compile(self.compile)
+        check_compile_scope(self.compile_scope)
 
     def compile_on(self, device_type: str) -> bool:
         """Whether the loop compiles the towers on a `device_type` device ("auto": on CUDA only)."""
@@ -245,6 +253,13 @@ def normalise_compile(value: bool | str) -> bool | str:
     if text in ("auto", "true", "false"):
         return "auto" if text == "auto" else text == "true"
     raise ConfigError(f'train.compile must be true, false or "auto", got {value!r}')
+
+
+def check_compile_scope(scope: str) -> str:
+    """`scope` if it is one of COMPILE_SCOPES, else ConfigError."""
+    if scope not in COMPILE_SCOPES:
+        raise ConfigError(f"train.compile_scope must be one of {', '.join(COMPILE_SCOPES)}, got {scope!r}")
+    return scope
 
 
 def normalise_trackers(names: list[str] | str) -> list[str]:

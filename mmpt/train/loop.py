@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from mmpt.errors import ConfigError, DataError, MmptError
 from mmpt.models.spec import FULL_MODALITIES
 from mmpt.runs import RESUME_FILES, RunDir, read_checkpoint_state
+from mmpt.train.compile import compile_towers
 from mmpt.train.config import RunConfig, normalise_pairs
 from mmpt.train.distributed import DistInfo, all_reduce_sum, cleanup, setup_distributed
 from mmpt.train.loss import ContrastiveLoss
@@ -182,7 +183,9 @@ def train(
 
         # towers compiled in place (same parameter names, so checkpoints and DDP are unchanged); undone at the end
         uncompile = (
-            _compile_towers(model, needed, tc.compile_backend) if tc.compile_on(dist.device.type) else None
+            compile_towers(_towers(model, needed), backend=tc.compile_backend, scope=tc.compile_scope)
+            if tc.compile_on(dist.device.type)
+            else None
         )
         net: nn.Module = model
         if dist.world_size > 1:
@@ -395,22 +398,10 @@ def _install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def _compile_towers(model: nn.Module, modalities: list[str], backend: str) -> Callable[[], None]:
-    """torch.compile each tower the run trains, in place (nn.Module.compile); returns what undoes it.
-
-    Towers, not the whole model: MultimodalModel.forward picks rows by their modality masks, a data-dependent
-    step that would split one graph; each tower is a plain tensor function of its inputs.
-    """
-    towers = [t for t in (model.tower(m) for m in modalities) if t is not None]
-    for tower in towers:
-        tower.compile(backend=backend)
-
-    def undo() -> None:
-        for tower in towers:
-            for module in tower.modules():  # a tower may compile a part of itself (AudioEncoder: its ViT)
-                module._compiled_call_impl = None  # what nn.Module.compile set: calls go to forward again
-
-    return undo
+def _towers(model: nn.Module, modalities: list[str]) -> list[nn.Module]:
+    """The towers the run trains: what the loop compiles. Towers, not the whole model: its forward picks rows
+    by their modality masks, a data-dependent step that would split one graph."""
+    return [t for t in (model.tower(m) for m in modalities) if t is not None]
 
 
 def _seed_everything(seed: int) -> None:
