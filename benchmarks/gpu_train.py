@@ -17,7 +17,8 @@ What it measures, per (preset, mode, compile):
 * MFU: the FLOPs of one training step (forward, loss and backward of a batch of that size), counted with
   torch.utils.flop_counter.FlopCounterMode on the eager model, x steps/s, / the device's dense bf16 peak
   (PEAK_TFLOPS by device name, or --peak-tflops). FlopCounterMode counts matmuls, convolutions and SDPA;
-  with token dropout on it counts the shorter sequences actually run.
+  with token dropout on it counts the shorter sequences actually run, and the captions as each trainer runs
+  them: mmpt's cut to the batch's longest (mmpt.models.text_trim), open_clip_train's at full context length.
 * open_clip_train (image-text only: it has no audio) on the same rows (PNG + CSV), the preset's open_clip
   model config, batch, workers and precision (amp_bf16), with --torchcompile when mmpt compiles; its
   per-step "Batch (t)" / "Data (t)" log lines and the peak memory printed by its wrapper at exit; FLOPs counted
@@ -111,7 +112,7 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for preset in args.presets.split(","):
         for mode in args.modes.split(","):
-            flops = step_flops(preset, MODES[mode], args.batch_size, device)
+            flops = step_flops(work, preset, MODES[mode], args.batch_size, device)
             for compiled in compiles:
                 r = measure_mmpt(work, preset, MODES[mode], compiled, device, args)
                 results.append(_with_mfu({"preset": preset, "mode": mode, **r}, flops, args.batch_size, peak))
@@ -146,12 +147,14 @@ def device_peak_tflops(name: str) -> float:
 # ---- FLOPs ---------------------------------------------------------------------------------------------
 
 
-def _synthetic_batch(spec: Any, modalities: list[str], batch: int, device: str) -> dict[str, Any]:
+def _synthetic_batch(
+    spec: Any, modalities: list[str], batch: int, device: str, tokens: Any
+) -> dict[str, Any]:
     import torch
 
     x: dict[str, Any] = {
         "image": torch.randn(batch, 3, spec.image_size, spec.image_size),
-        "text": torch.randint(1, 49000, (batch, spec.context_length)),
+        "text": tokens,
         "audio": torch.randn(batch, spec.clip_samples),
     }
     out: dict[str, Any] = {}
@@ -170,11 +173,15 @@ def _count(fn: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def step_flops(preset: str, pairs: str, batch: int, device: str) -> int:
-    """FLOPs of one mmpt training step (forward, loss, backward) on a batch where every row has every modality."""
+def step_flops(work: Path, preset: str, pairs: str, batch: int, device: str) -> int:
+    """FLOPs of one mmpt training step (forward, loss, backward) on a batch where every row has every modality,
+    its captions the dataset's first `batch`, tokenized as the loader does (cut to the longest when the text
+    tower allows it: mmpt.models.text_trim), so the count is what the measured steps run."""
+    import lance
     import torch
 
     from mmpt.models import build_model, preset_config
+    from mmpt.models.tokenizer import build_tokenizer
     from mmpt.train.config import normalise_pairs
     from mmpt.train.loss import ContrastiveLoss
 
@@ -182,7 +189,9 @@ def step_flops(preset: str, pairs: str, batch: int, device: str) -> int:
     modalities = sorted({m for p in names for m in p.split("-")})
     model = build_model(preset_config(preset)).to(device).train()
     loss_fn = ContrastiveLoss([p.replace("-", "_") for p in names])
-    x = _synthetic_batch(model.spec, modalities, batch, device)
+    captions = lance.dataset(str(work / "demo.lance")).to_table(columns=["text"], limit=batch)["text"]
+    tokens = build_tokenizer(model.spec, trim=True)([str(t) for t in captions.to_pylist()])
+    x = _synthetic_batch(model.spec, modalities, batch, device, tokens)
 
     def step() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):

@@ -31,7 +31,7 @@ from mmpt.data.transforms import (
     split_batch_normalize,
 )
 from mmpt.models.spec import InputSpec
-from mmpt.models.tokenizer import Tokenizer, build_tokenizer
+from mmpt.models.tokenizer import Tokenizer, build_tokenizer, trim_padding
 from mmpt.store.schema import ID, LABEL, TEXT, TEXTS, ready_column, sha_column
 
 FAILURES = "_decode_failures"  # batch key carrying [(modality, row id, reason)] back to the loader
@@ -198,6 +198,8 @@ class LanceBatchReader(Dataset):
             tokens[rows] = self._tokenizer([t for _, t in present]).long()
         mask = torch.zeros(len(texts), dtype=torch.bool)
         mask[rows] = True
+        if self.spec.trim_text:  # cut here, on the worker's CPU, so the step never syncs to find the length
+            tokens = trim_padding(tokens)
         return tokens, mask
 
     @staticmethod

@@ -119,7 +119,7 @@ class Encoder:
         if self._tokenizer is None:
             from mmpt.models.tokenizer import build_tokenizer
 
-            self._tokenizer = build_tokenizer(self.spec)
+            self._tokenizer = build_tokenizer(self.spec, trim=True)
         tokenize = self._tokenizer
         return self._encode("text", texts, lambda batch: tokenize([str(t) for t in batch]).long())
 

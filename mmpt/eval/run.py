@@ -36,7 +36,7 @@ def text_embedder(model: MultimodalModel, device: torch.device) -> Callable[[lis
     """A function texts -> L2-normalised text embeddings [N, D] (numpy) with the model's tokenizer."""
     from mmpt.models.tokenizer import build_tokenizer
 
-    tokenize = build_tokenizer(model.spec)
+    tokenize = build_tokenizer(model.spec, trim=True)
 
     @torch.no_grad()
     def embed(texts: list[str]) -> np.ndarray:

@@ -55,7 +55,20 @@ def _open_clip_text_tower(cfg: ModelConfig) -> nn.Module:
         )
     if int(text_cfg.get("vocab_size", CLIP_BPE_VOCAB)) < CLIP_BPE_VOCAB:
         raise ConfigError(f"text_cfg.vocab_size must be at least {CLIP_BPE_VOCAB} for the CLIP BPE tokenizer")
-    return _open_clip_call(_build_text_tower, cfg, text_cfg, "text_cfg")
+    from mmpt.models.text_trim import allow_trimmed_tokens
+
+    # takes token tensors cut to the batch's longest caption where that is exact (mmpt.models.text_trim)
+    return allow_trimmed_tokens(_open_clip_call(_build_text_tower, cfg, text_cfg, "text_cfg"))
+
+
+def accepts_trimmed_tokens(cfg: ModelConfig, text: nn.Module | None) -> bool:
+    """True when `text` (built for `cfg`) gives the same output for tokens with trailing padding columns cut
+    (`mmpt.models.tokenizer.trim_padding`): InputSpec.trim_text."""
+    if text is None or cfg.text_tower != "open_clip":
+        return False
+    from mmpt.models.text_trim import TrimmableTextTransformer, trimming_is_exact
+
+    return isinstance(text, TrimmableTextTransformer) and trimming_is_exact(text)
 
 
 def _open_clip_call(builder: Any, cfg: ModelConfig, tower_cfg: dict[str, Any], key: str) -> nn.Module:

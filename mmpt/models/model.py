@@ -12,7 +12,7 @@ from torch import nn
 from mmpt.errors import ConfigError
 from mmpt.models.audio import AudioEncoder
 from mmpt.models.config import ModelConfig
-from mmpt.models.image_text import build_image_tower, build_text_tower, image_size
+from mmpt.models.image_text import accepts_trimmed_tokens, build_image_tower, build_text_tower, image_size
 from mmpt.models.spec import FULL_MODALITIES, InputSpec
 
 TOWERS: tuple[str, ...] = ("image", "text", "audio", "heads")
@@ -180,6 +180,7 @@ def _input_spec(cfg: ModelConfig, text: nn.Module | None) -> InputSpec:
         clip_samples=cfg.audio.clip_samples,
         context_length=_context_length(text) if text is not None else defaults.context_length,
         tokenizer=_tokenizer(cfg, text),
+        trim_text=accepts_trimmed_tokens(cfg, text),
     )
 
 

@@ -20,6 +20,9 @@ class InputSpec:
     clip_samples: int = 16_000
     context_length: int = 77
     tokenizer: str = "open_clip"  # "open_clip" (CLIP BPE) or "hf:<local folder>"
+    # The text tower gives the same output for tokens cut to the batch's longest caption, so readers cut the
+    # padding columns (mmpt.models.tokenizer.trim_padding); set by the model (mmpt.models.text_trim)
+    trim_text: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
