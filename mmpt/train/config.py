@@ -15,10 +15,8 @@ from mmpt.models.config import ModelConfig
 
 PAIRS: tuple[str, ...] = ("image-text", "audio-text", "image-audio")
 TRACKERS: tuple[str, ...] = ("tensorboard", "wandb", "mlflow", "trackio")  # what train.report_to may name
-COMPILE_SCOPES: tuple[str, ...] = (
-    "blocks",
-    "towers",
-)  # what train.compile_scope may name (mmpt.train.compile)
+# what train.compile_scope may name: each tower's repeated blocks, or whole towers (mmpt.train.compile)
+COMPILE_SCOPES: tuple[str, ...] = ("blocks", "towers")
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -64,9 +62,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16
     compile: bool | str = "auto"  # torch.compile the towers: auto (on for CUDA), true or false
     compile_backend: str = "inductor"  # torch.compile backend; aot_eager traces without code generation
-    compile_scope: str = (
-        "blocks"  # blocks: each tower's repeated blocks (compiled once, reused); towers: whole
-    )
+    compile_scope: str = "blocks"  # blocks: repeated blocks, compiled once for all copies; towers: whole
     grad_checkpointing: bool = False
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda
