@@ -15,6 +15,7 @@ from mmpt.models.config import AudioConfig, ModelConfig
 from mmpt.runs import RunDir
 from mmpt.train.config import RunConfig, TrainConfig, apply_overrides
 from mmpt.train.loop import train
+from tests.model_support import tiny_inputs
 
 B = 4
 
@@ -24,15 +25,6 @@ def _tiny(image_dropout: float = 0.0, audio_dropout: float = 0.0) -> ModelConfig
     d["clip"]["vision_cfg"]["patch_dropout"] = image_dropout
     d["audio"]["token_dropout"] = audio_dropout
     return ModelConfig.from_dict(d)
-
-
-def _inputs() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "image": torch.randn(B, 3, 64, 64, generator=g),
-        "text": torch.randint(1, 49000, (B, 32), generator=g),
-        "audio": torch.randn(B, 16000, generator=g),
-    }
 
 
 def _tokens_seen(model: torch.nn.Module) -> dict[str, int]:
@@ -48,7 +40,7 @@ def _tokens_seen(model: torch.nn.Module) -> dict[str, int]:
             lambda _m, args: seen.__setitem__("audio", args[0].shape[1])
         ),
     ]
-    x = _inputs()
+    x = tiny_inputs(B)
     with torch.no_grad():
         model.encode_image(x["image"]), model.encode_audio(x["audio"])
     for h in hooks:
@@ -68,7 +60,7 @@ def test_token_dropout_drops_tokens_in_training_only():
     assert _tokens_seen(dropped.eval()) == {"image": 65, "audio": 29}
 
     # at eval (and so when embedding) the model with dropout configured is the model without it
-    x = _inputs()
+    x = tiny_inputs(B)
     plain.eval()
     with torch.no_grad():
         for name in ("image", "text", "audio"):
@@ -97,7 +89,7 @@ def test_every_tower_attends_with_sdpa(monkeypatch):
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
     model = build_model(_tiny()).train()  # training mode: the nn.MultiheadAttention fast path is not taken
-    x = _inputs()
+    x = tiny_inputs(B)
     per_tower = {}
     for name in ("image", "text", "audio"):
         calls["n"] = 0
@@ -187,7 +179,7 @@ def _step_host_reads(image_mask: torch.Tensor) -> tuple[list[str], float]:
 
     torch.manual_seed(0)
     model = build_model(preset_config("tiny")).train()
-    x = _inputs()
+    x = tiny_inputs(B)
     batch = {
         "image": x["image"],
         "text": x["text"],
@@ -214,7 +206,7 @@ def test_a_full_batch_step_reads_nothing_back_to_the_host():
 
     torch.manual_seed(0)
     model = build_model(preset_config("tiny")).train()
-    x = _inputs()
+    x = tiny_inputs(B)
     ones = torch.ones(B, dtype=torch.bool)
     features = model({"image": x["image"], "text": x["text"], "image_mask": ones, "text_mask": ones})
     loss, _ = ContrastiveLoss(["image_text"])(

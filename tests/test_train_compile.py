@@ -13,6 +13,7 @@ from mmpt.models import build_model, preset_config
 from mmpt.models.config import ModelConfig
 from mmpt.train.compile import compile_towers, repeated_blocks
 from mmpt.train.config import RunConfig, TrainConfig, apply_overrides
+from tests.model_support import tiny_inputs
 
 B = 4
 
@@ -25,22 +26,13 @@ def _tiny(depth: int = 2) -> ModelConfig:
     return ModelConfig.from_dict(d)
 
 
-def _inputs() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {
-        "image": torch.randn(B, 3, 64, 64, generator=g),
-        "text": torch.randint(1, 49000, (B, 32), generator=g),
-        "audio": torch.randn(B, 16000, generator=g),
-    }
-
-
 def _towers(model: nn.Module) -> list[nn.Module]:
     return [model.tower(m) for m in ("image", "text", "audio")]
 
 
 def _features_and_grads(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
-    feats = model(_inputs())
+    feats = model(tiny_inputs(B))
     sum(f.square().sum() for f in feats.values()).backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return {m: f.detach() for m, f in feats.items()}, grads
